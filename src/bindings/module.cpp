@@ -1,0 +1,11 @@
+#include "py_common.h"
+
+PYBIND11_MODULE(_spead2, m)
+{
+    m.doc() = "spead2gpu compiled core (spead2-compatible API)";
+    spead2gpu::register_common(m);
+    auto recv = m.def_submodule("recv", "Receive streams");
+    spead2gpu::register_recv(recv);
+    auto send = m.def_submodule("send", "Send streams");
+    spead2gpu::register_send(send);
+}

@@ -1,0 +1,278 @@
+/**
+ * Bindings for spead2gpu._spead2.recv: heaps, items, statistics, configs and
+ * the ring stream.
+ */
+#include <pybind11/operators.h>
+#include "inproc_queue.h"
+#include "py_common.h"
+#include "recv_heap.h"
+#include "recv_readers.h"
+#include "recv_ring_stream.h"
+#include "recv_stats.h"
+#include "recv_stream.h"
+
+using namespace pybind11::literals;
+
+namespace spead2gpu::recv
+{
+
+namespace
+{
+
+/// One item of a delivered heap; keeps the heap alive.
+struct raw_item
+{
+    std::shared_ptr<const heap_base> owner;
+    const item *it;
+};
+
+/// Python-facing view of a ring stream's ring (Stream.Ringbuffer).
+struct ring_view
+{
+    ring_stream *owner;
+    std::size_t size() const { return owner->ring_size(); }
+    std::size_t capacity() const { return owner->ring_capacity(); }
+};
+
+py::object to_python(ring_stream::frozen &&f)
+{
+    if (auto *h = std::get_if<heap>(&f))
+        return py::cast(std::make_shared<heap>(std::move(*h)));
+    return py::cast(std::make_shared<incomplete_heap>(std::move(std::get<incomplete_heap>(f))));
+}
+
+
+const char *core_stat_names[] = {
+    "heaps", "incomplete_heaps_evicted", "incomplete_heaps_flushed", "packets", "batches",
+    "max_batch", "single_packet_heaps", "search_dist", "worker_blocked"};
+
+} // namespace
+
+void register_recv_impl(py::module_ &m)
+{
+    py::class_<raw_item>(m, "RawItem", py::buffer_protocol(), "One item of a received heap")
+        .def_property_readonly("id", [](const raw_item &r) { return r.it->id; })
+        .def_property_readonly("is_immediate", [](const raw_item &r) { return r.it->is_immediate; })
+        .def_property_readonly("immediate_value", [](const raw_item &r) { return r.it->immediate_value; })
+        .def_buffer([](raw_item &r) {
+            return py::buffer_info(const_cast<std::uint8_t *>(r.it->ptr), 1,
+                                   py::format_descriptor<std::uint8_t>::format(), 1,
+                                   {py::ssize_t(r.it->length)}, {py::ssize_t(1)}, true);
+        });
+
+    py::class_<heap_base, std::shared_ptr<heap_base>>(m, "HeapBase", "Common part of received heaps")
+        .def_property_readonly("cnt", &heap_base::get_cnt)
+        .def_property_readonly("flavour", &heap_base::get_flavour)
+        .def("get_items", [](std::shared_ptr<heap_base> &self) {
+            py::list out;
+            for (const auto &it : self->get_items())
+                out.append(raw_item{self, &it});
+            return out;
+        })
+        .def("is_start_of_stream", &heap_base::is_start_of_stream)
+        .def("is_end_of_stream", &heap_base::is_end_of_stream);
+    py::class_<heap, heap_base, std::shared_ptr<heap>>(m, "Heap", "A received heap")
+        .def("get_descriptors", &heap::get_descriptors);
+    py::class_<incomplete_heap, heap_base, std::shared_ptr<incomplete_heap>>(
+        m, "IncompleteHeap", "A received heap with parts missing")
+        .def_property_readonly("heap_length", &incomplete_heap::get_heap_length)
+        .def_property_readonly("received_length", &incomplete_heap::get_received_length)
+        .def_property_readonly("payload_ranges", &incomplete_heap::get_payload_ranges);
+
+    py::class_<stat_config> stat_cls(m, "StreamStatConfig", "Name and mode of a statistic");
+    py::enum_<stat_mode>(stat_cls, "Mode")
+        .value("COUNTER", stat_mode::COUNTER)
+        .value("MAXIMUM", stat_mode::MAXIMUM);
+    stat_cls
+        .def(py::init([](std::string name, stat_mode mode) { return stat_config{std::move(name), mode}; }),
+             "name"_a, "mode"_a = stat_mode::COUNTER)
+        .def_property_readonly("name", [](const stat_config &c) { return c.name; })
+        .def_property_readonly("mode", [](const stat_config &c) { return c.mode; })
+        .def("combine", &stat_config::combine, "a"_a, "b"_a)
+        .def(py::self == py::self)
+        .def(py::self != py::self);
+
+    py::class_<stream_stats> stats_cls(m, "StreamStats", "Statistics of a receive stream");
+    auto get_index = [](const stream_stats &s, py::object key) -> std::size_t {
+        if (py::isinstance<py::str>(key))
+        {
+            try
+            {
+                return s.index(key.cast<std::string>());
+            }
+            catch (std::out_of_range &)
+            {
+                throw py::key_error(key.cast<std::string>());
+            }
+        }
+        auto idx = key.cast<py::ssize_t>();
+        if (idx < 0)
+            idx += py::ssize_t(s.size());
+        if (idx < 0 || std::size_t(idx) >= s.size())
+            throw py::index_error();
+        return std::size_t(idx);
+    };
+    stats_cls
+        .def(py::init<>())
+        .def("__getitem__", [get_index](const stream_stats &s, py::object key) {
+            return s.values()[get_index(s, key)];
+        })
+        .def("__setitem__", [get_index](stream_stats &s, py::object key, std::uint64_t v) {
+            s.values()[get_index(s, key)] = v;
+        })
+        .def("__contains__", [](const stream_stats &s, const std::string &name) {
+            for (const auto &c : *s.config())
+                if (c.name == name)
+                    return true;
+            return false;
+        })
+        .def("get", [](const stream_stats &s, const std::string &name, py::object dflt) -> py::object {
+            for (std::size_t i = 0; i < s.size(); i++)
+                if ((*s.config())[i].name == name)
+                    return py::int_(s.values()[i]);
+            return dflt;
+        }, "name"_a, "default"_a = py::none())
+        .def("keys", [](const stream_stats &s) {
+            py::list out;
+            for (const auto &c : *s.config())
+                out.append(c.name);
+            return out.attr("__iter__")();
+        })
+        .def("values", [](const stream_stats &s) {
+            return py::cast(s.values()).attr("__iter__")();
+        })
+        .def("items", [](const stream_stats &s) {
+            py::list out;
+            for (std::size_t i = 0; i < s.size(); i++)
+                out.append(py::make_tuple((*s.config())[i].name, s.values()[i]));
+            return out.attr("__iter__")();
+        })
+        .def("__iter__", [](const stream_stats &s) {
+            py::list out;
+            for (const auto &c : *s.config())
+                out.append(c.name);
+            return out.attr("__iter__")();
+        })
+        .def("__len__", &stream_stats::size)
+        .def_property_readonly("config", [](const stream_stats &s) { return *s.config(); })
+        .def(py::self + py::self)
+        .def(py::self += py::self);
+    for (std::size_t i = 0; i < 9; i++)
+    {
+        stats_cls.def_property(core_stat_names[i],
+            [i](const stream_stats &s) { return s.values()[i]; },
+            [i](stream_stats &s, std::uint64_t v) { s.values()[i] = v; });
+    }
+
+    auto indices = m.def_submodule("stream_stat_indices", "Indices of the core statistics");
+    for (std::size_t i = 0; i < 9; i++)
+    {
+        std::string upper = core_stat_names[i];
+        for (auto &c : upper)
+            c = char(std::toupper(c));
+        indices.attr(upper.c_str()) = py::int_(i);
+    }
+
+    py::class_<stream_config>(m, "StreamConfig", "Receive stream options")
+        .def(py::init(&from_kwargs<stream_config>))
+        .def_property("max_heaps", &stream_config::get_max_heaps, &stream_config::set_max_heaps)
+        .def_property("substreams", &stream_config::get_substreams, &stream_config::set_substreams)
+        .def_property("bug_compat", &stream_config::get_bug_compat, &stream_config::set_bug_compat)
+        .def_property("memcpy",
+            [](const stream_config &c) { return int(c.get_memcpy()); },
+            [](stream_config &c, int v) { c.set_memcpy(memcpy_function_id(v)); })
+        .def_property("memory_allocator", &stream_config::get_memory_allocator,
+                      &stream_config::set_memory_allocator)
+        .def_property("stop_on_stop_item", &stream_config::get_stop_on_stop_item,
+                      &stream_config::set_stop_on_stop_item)
+        .def_property("allow_unsized_heaps", &stream_config::get_allow_unsized_heaps,
+                      &stream_config::set_allow_unsized_heaps)
+        .def_property("allow_out_of_order", &stream_config::get_allow_out_of_order,
+                      &stream_config::set_allow_out_of_order)
+        .def_property("stream_id", &stream_config::get_stream_id, &stream_config::set_stream_id)
+        .def_property("explicit_start", &stream_config::get_explicit_start,
+                      &stream_config::set_explicit_start)
+        .def_property_readonly("stats", &stream_config::get_stats)
+        .def("add_stat", &stream_config::add_stat, "name"_a, "mode"_a = stat_mode::COUNTER)
+        .def("get_stat_index", &stream_config::get_stat_index, "name"_a)
+        .def("next_stat_index", &stream_config::next_stat_index)
+        .def_readonly_static("DEFAULT_MAX_HEAPS", &stream_config::default_max_heaps);
+
+    py::class_<ring_stream_config>(m, "RingStreamConfig", "Ring options of a receive stream")
+        .def(py::init(&from_kwargs<ring_stream_config>))
+        .def_property("heaps", &ring_stream_config::get_heaps, &ring_stream_config::set_heaps)
+        .def_property("contiguous_only", &ring_stream_config::get_contiguous_only,
+                      &ring_stream_config::set_contiguous_only)
+        .def_property("incomplete_keep_payload_ranges",
+                      &ring_stream_config::get_incomplete_keep_payload_ranges,
+                      &ring_stream_config::set_incomplete_keep_payload_ranges)
+        .def_readonly_static("DEFAULT_HEAPS", &ring_stream_config::default_heaps);
+
+    py::class_<stream> base(m, "_Stream", "Base of receive streams");
+    base.attr("DEFAULT_UDP_MAX_SIZE") = 9200;
+    base.attr("DEFAULT_UDP_BUFFER_SIZE") = 8 * 1024 * 1024;
+    base.attr("DEFAULT_TCP_MAX_SIZE") = 65536;
+    base.attr("DEFAULT_TCP_BUFFER_SIZE") = 212992;
+    base
+        .def("add_buffer_reader", [](stream &s, py::object buffer) {
+            auto view = request_buffer_view(buffer);
+            s.add_reader([&](stream &owner) {
+                return std::make_unique<mem_reader>(owner, view->data(), view->size(), view);
+            });
+        }, "buffer"_a)
+        .def("add_inproc_reader", [](stream &s, std::shared_ptr<inproc_queue> queue) {
+            s.add_reader([&](stream &owner) { return std::make_unique<inproc_reader>(owner, queue); });
+        }, "queue"_a)
+        .def("start", &stream::start, py::call_guard<py::gil_scoped_release>())
+        .def("stop", &stream::stop, py::call_guard<py::gil_scoped_release>())
+        .def_property_readonly("stats", &stream::get_stats)
+        .def_property_readonly("config", &stream::get_config);
+
+    py::class_<ring_stream, stream> ring_cls(m, "Stream", "Receive stream delivering heaps through a ring");
+    py::class_<ring_view>(ring_cls, "Ringbuffer", "The stream's ring of heaps")
+        .def("size", &ring_view::size)
+        .def("capacity", &ring_view::capacity);
+    ring_cls
+        .def(py::init([](std::shared_ptr<thread_pool> pool, const stream_config &config,
+                         const ring_stream_config &ring_config) {
+                 return new ring_stream(std::move(pool), config, ring_config);
+             }),
+             "thread_pool"_a, "config"_a = stream_config(), "ring_config"_a = ring_stream_config())
+        .def("get", [](ring_stream &s) {
+            ring_stream::frozen f = [&] {
+                py::gil_scoped_release release;
+                return s.pop();
+            }();
+            return to_python(std::move(f));
+        })
+        .def("get_nowait", [](ring_stream &s) { return to_python(s.try_pop()); })
+        .def("__iter__", [](py::object self) { return self; })
+        .def("__next__", [](ring_stream &s) {
+            try
+            {
+                ring_stream::frozen f = [&] {
+                    py::gil_scoped_release release;
+                    return s.pop();
+                }();
+                return to_python(std::move(f));
+            }
+            catch (ringbuffer_stopped &)
+            {
+                throw py::stop_iteration();
+            }
+        })
+        .def_property_readonly("fd", &ring_stream::fd)
+        .def_property_readonly("ringbuffer",
+            py::cpp_function([](ring_stream &s) { return ring_view{&s}; }, py::keep_alive<0, 1>()))
+        .def_property_readonly("ring_config", &ring_stream::get_ring_config);
+}
+
+} // namespace spead2gpu::recv
+
+namespace spead2gpu
+{
+void register_recv(py::module_ &m)
+{
+    recv::register_recv_impl(m);
+}
+} // namespace spead2gpu

@@ -1,0 +1,108 @@
+/**
+ * @file allocator.h
+ * Memory allocators for heap payloads (and, later, chunks): the default
+ * allocator, an mmap allocator and a pool of fixed-size buffers.
+ */
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace spead2gpu
+{
+
+class thread_pool;
+
+/**
+ * Base allocator; also the default (malloc-backed, 64-byte aligned).
+ * Allocations are returned as @ref pointer, whose deleter keeps the
+ * allocator alive and returns the memory to it.
+ */
+class memory_allocator : public std::enable_shared_from_this<memory_allocator>
+{
+public:
+    /// Deleter that hands the memory back to the allocator that produced it.
+    struct deleter
+    {
+        std::shared_ptr<memory_allocator> allocator;
+        void *user = nullptr;
+        void operator()(std::uint8_t *ptr) const
+        {
+            if (allocator)
+                allocator->free(ptr, user);
+        }
+    };
+    using pointer = std::unique_ptr<std::uint8_t[], deleter>;
+
+    virtual ~memory_allocator() = default;
+
+    /**
+     * Allocate @a size bytes. @a hint is opaque context (e.g. the first
+     * packet of the heap); the default allocator ignores it.
+     */
+    virtual pointer allocate(std::size_t size, void *hint);
+
+protected:
+    /// Release memory obtained from allocate; @a user is what make_pointer stored.
+    virtual void free(std::uint8_t *ptr, void *user);
+    pointer make_pointer(std::uint8_t *ptr, void *user = nullptr)
+    {
+        return pointer(ptr, deleter{shared_from_this(), user});
+    }
+};
+
+/// Allocates with mmap (optionally huge pages, falling back to normal pages).
+class mmap_allocator : public memory_allocator
+{
+    int flags;
+    bool prefer_huge;
+
+public:
+    explicit mmap_allocator(int flags = 0, bool prefer_huge = false);
+    pointer allocate(std::size_t size, void *hint) override;
+
+protected:
+    void free(std::uint8_t *ptr, void *user) override;
+};
+
+/**
+ * Pool of buffers of size @a upper. Requests in [lower, upper] are served
+ * from the pool; others go straight to the base allocator. Up to @a max_free
+ * buffers are kept on return. With a thread pool, the pool refills itself in
+ * the background whenever fewer than @a low_water buffers are free.
+ */
+class memory_pool : public memory_allocator
+{
+    std::shared_ptr<thread_pool> refill_pool;
+    std::size_t lower, upper, max_free, initial, low_water;
+    std::shared_ptr<memory_allocator> base;
+    mutable std::mutex mutex;
+    std::vector<pointer> pool;
+    bool refilling = false;
+    bool warn_on_empty_ = true;
+
+    void refill_task();
+
+public:
+    memory_pool(std::size_t lower, std::size_t upper, std::size_t max_free, std::size_t initial,
+                std::shared_ptr<memory_allocator> allocator = nullptr);
+    memory_pool(std::shared_ptr<thread_pool> tp, std::size_t lower, std::size_t upper,
+                std::size_t max_free, std::size_t initial, std::size_t low_water,
+                std::shared_ptr<memory_allocator> allocator = nullptr);
+    ~memory_pool() override;
+
+    pointer allocate(std::size_t size, void *hint) override;
+    /// Whether to log a warning when a pooled request finds the pool empty.
+    bool get_warn_on_empty() const;
+    void set_warn_on_empty(bool warn);
+    /// Number of buffers currently free in the pool.
+    std::size_t free_count() const;
+
+protected:
+    void free(std::uint8_t *ptr, void *user) override;
+};
+
+} // namespace spead2gpu

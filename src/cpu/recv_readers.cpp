@@ -1,0 +1,116 @@
+#include "recv_readers.h"
+
+namespace spead2gpu::recv
+{
+
+mem_reader::completion_guard::~completion_guard()
+{
+    std::lock_guard<std::mutex> lock(c->mutex);
+    c->done = true;
+    c->cond.notify_all();
+}
+
+mem_reader::mem_reader(stream &owner, const std::uint8_t *data, std::size_t size,
+                       std::shared_ptr<void> keepalive)
+    : reader(owner), data(data), size(size), keepalive(std::move(keepalive)),
+      state(std::make_shared<completion>())
+{
+}
+
+void mem_reader::start()
+{
+    started = true;
+    auto guard = std::make_shared<completion_guard>(completion_guard{state});
+    owner.get_thread_pool().post([this, guard] { run(); });
+}
+
+void mem_reader::run()
+{
+    std::size_t pos = 0;
+    bool in_garbage = false;
+    while (pos < size)
+    {
+        add_packet_state batch(owner);
+        if (batch.is_stopped())
+            return;
+        for (std::size_t i = 0; i < batch_size && pos < size; i++)
+        {
+            std::size_t n = batch.add_packet(data + pos, size - pos);
+            if (n == 0)
+            {
+                if (!in_garbage)
+                    batch.add_malformed(batch.last_status);
+                in_garbage = true;
+                pos += std::min<std::size_t>(8, size - pos);
+            }
+            else
+            {
+                in_garbage = false;
+                pos += n;
+            }
+        }
+    }
+    add_packet_state batch(owner);
+    owner.stop_received();
+}
+
+void mem_reader::stop()
+{
+    if (!started)
+        return;
+    std::unique_lock<std::mutex> lock(state->mutex);
+    state->cond.wait(lock, [this] { return state->done; });
+}
+
+inproc_reader::inproc_reader(stream &owner, std::shared_ptr<inproc_queue> queue)
+    : reader(owner), fd_watch(owner.get_thread_pool(), queue->buffer.data_fd()),
+      queue(std::move(queue))
+{
+}
+
+inproc_reader::~inproc_reader()
+{
+    unwatch();
+}
+
+void inproc_reader::start()
+{
+    arm();
+}
+
+void inproc_reader::stop()
+{
+    unwatch();
+}
+
+void inproc_reader::on_ready()
+{
+    add_packet_state batch(owner);
+    if (batch.is_stopped())
+        return;
+    for (std::size_t i = 0; i < batch_size; i++)
+    {
+        inproc_queue::packet p;
+        try
+        {
+            p = queue->buffer.try_pop();
+        }
+        catch (ringbuffer_empty &)
+        {
+            break;
+        }
+        catch (ringbuffer_stopped &)
+        {
+            owner.stop_received();
+            return;
+        }
+        std::size_t n = batch.add_packet(p.data.get(), p.size);
+        if (n == 0)
+            batch.add_malformed(batch.last_status);
+        if (batch.is_stopped())
+            return;
+    }
+    arm();
+}
+
+} // namespace spead2gpu::recv
