@@ -42,6 +42,15 @@ py::object to_python(ring_stream::frozen &&f)
 }
 
 
+/// Blocking pop: tries without releasing the GIL first (cheap when heaps are waiting).
+ring_stream::frozen pop_heap(ring_stream &s)
+{
+    if (auto h = s.try_pop_ready())
+        return std::move(*h);
+    py::gil_scoped_release release;
+    return s.pop();
+}
+
 const char *core_stat_names[] = {
     "heaps", "incomplete_heaps_evicted", "incomplete_heaps_flushed", "packets", "batches",
     "max_batch", "single_packet_heaps", "search_dist", "worker_blocked"};
@@ -238,23 +247,13 @@ void register_recv_impl(py::module_ &m)
                  return new ring_stream(std::move(pool), config, ring_config);
              }),
              "thread_pool"_a, "config"_a = stream_config(), "ring_config"_a = ring_stream_config())
-        .def("get", [](ring_stream &s) {
-            ring_stream::frozen f = [&] {
-                py::gil_scoped_release release;
-                return s.pop();
-            }();
-            return to_python(std::move(f));
-        })
+        .def("get", [](ring_stream &s) { return to_python(pop_heap(s)); })
         .def("get_nowait", [](ring_stream &s) { return to_python(s.try_pop()); })
         .def("__iter__", [](py::object self) { return self; })
         .def("__next__", [](ring_stream &s) {
             try
             {
-                ring_stream::frozen f = [&] {
-                    py::gil_scoped_release release;
-                    return s.pop();
-                }();
-                return to_python(std::move(f));
+                return to_python(pop_heap(s));
             }
             catch (ringbuffer_stopped &)
             {

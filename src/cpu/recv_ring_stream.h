@@ -5,6 +5,7 @@
  */
 #pragma once
 
+#include <optional>
 #include <variant>
 #include "recv_heap.h"
 #include "recv_stream.h"
@@ -63,6 +64,8 @@ public:
     const ring_stream_config &get_ring_config() const { return ring_config; }
     /// Blocking pop; throws ringbuffer_stopped once stopped and drained.
     frozen pop();
+    /// Non-blocking pop that reports an empty ring as nullopt (no exception).
+    std::optional<frozen> try_pop_ready();
     /// Non-blocking pop; throws ringbuffer_empty or ringbuffer_stopped.
     frozen try_pop();
     /// Readable while heaps are available or the stream has stopped.
