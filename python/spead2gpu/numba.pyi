@@ -1,0 +1,3 @@
+from typing import Any
+
+intp_to_voidptr: Any

@@ -1,0 +1,3 @@
+from numba.core.types import Record
+
+chunk_place_data: Record
