@@ -7,6 +7,9 @@
 #include "py_common.h"
 #include "recv_heap.h"
 #include "recv_readers.h"
+#include "recv_tcp_reader.h"
+#include "recv_udp_reader.h"
+#include "socket_util.h"
 #include "recv_ring_stream.h"
 #include "recv_stats.h"
 #include "recv_stream.h"
@@ -51,6 +54,21 @@ ring_stream::frozen pop_heap(ring_stream &s)
     return s.pop();
 }
 
+/**
+ * File descriptor of a Python socket.socket of the given type; anything else
+ * raises TypeError (as an overload mismatch does in spead2).
+ */
+int socket_fileno(const py::object &sock, int type)
+{
+    py::object socket_cls = py::module_::import("socket").attr("socket");
+    if (!py::isinstance(sock, socket_cls))
+        throw py::type_error("expected a socket.socket");
+    if ((sock.attr("type").cast<int>() & 0xf) != type)
+        throw py::type_error(type == SOCK_DGRAM ? "expected a UDP (SOCK_DGRAM) socket"
+                                                : "expected a TCP (SOCK_STREAM) socket");
+    return sock.attr("fileno")().cast<int>();
+}
+
 const char *core_stat_names[] = {
     "heaps", "incomplete_heaps_evicted", "incomplete_heaps_flushed", "packets", "batches",
     "max_batch", "single_packet_heaps", "search_dist", "worker_blocked"};
@@ -66,7 +84,7 @@ void register_recv_impl(py::module_ &m)
         .def_buffer([](raw_item &r) {
             return py::buffer_info(const_cast<std::uint8_t *>(r.it->ptr), 1,
                                    py::format_descriptor<std::uint8_t>::format(), 1,
-                                   {py::ssize_t(r.it->length)}, {py::ssize_t(1)}, true);
+                                   {py::ssize_t(r.it->length)}, {py::ssize_t(1)}, false);
         });
 
     py::class_<heap_base, std::shared_ptr<heap_base>>(m, "HeapBase", "Common part of received heaps")
@@ -229,6 +247,55 @@ void register_recv_impl(py::module_ &m)
                 return std::make_unique<mem_reader>(owner, view->data(), view->size(), view);
             });
         }, "buffer"_a)
+        .def("add_udp_reader", [](stream &s, std::uint16_t port, std::size_t max_size,
+                                  std::size_t buffer_size, const std::string &bind_hostname) {
+            auto endpoint = resolve_address(bind_hostname, port);
+            py::gil_scoped_release release;
+            s.add_reader([&](stream &owner) {
+                return std::make_unique<udp_reader>(owner, endpoint, max_size, buffer_size);
+            });
+        }, "port"_a, "max_size"_a = udp_reader::default_max_size,
+           "buffer_size"_a = udp_reader::default_buffer_size, "bind_hostname"_a = "")
+        .def("add_udp_reader", [](stream &s, const std::string &multicast_group, std::uint16_t port,
+                                  std::size_t max_size, std::size_t buffer_size,
+                                  const std::string &interface_address) {
+            auto group = resolve_address(multicast_group, port);
+            auto iface = resolve_address(interface_address, 0, AF_INET);
+            py::gil_scoped_release release;
+            s.add_reader([&](stream &owner) {
+                return std::make_unique<udp_reader>(owner, group, max_size, buffer_size, iface);
+            });
+        }, "multicast_group"_a, "port"_a, "max_size"_a = udp_reader::default_max_size,
+           "buffer_size"_a = udp_reader::default_buffer_size, "interface_address"_a = "0.0.0.0")
+        .def("add_udp_reader", [](stream &s, const std::string &multicast_group, std::uint16_t port,
+                                  std::size_t max_size, std::size_t buffer_size,
+                                  unsigned int interface_index) {
+            auto group = resolve_address(multicast_group, port);
+            py::gil_scoped_release release;
+            s.add_reader([&](stream &owner) {
+                return std::make_unique<udp_reader>(owner, group, max_size, buffer_size, interface_index);
+            });
+        }, "multicast_group"_a, "port"_a, "max_size"_a = udp_reader::default_max_size,
+           "buffer_size"_a = udp_reader::default_buffer_size, "interface_index"_a = 0)
+        .def("add_udp_reader", [](stream &s, py::object sock, std::size_t max_size) {
+            int fd = socket_fileno(sock, SOCK_DGRAM);
+            py::gil_scoped_release release;
+            s.add_reader([&](stream &owner) { return std::make_unique<udp_reader>(owner, fd, max_size); });
+        }, "socket"_a, "max_size"_a = udp_reader::default_max_size)
+        .def("add_tcp_reader", [](stream &s, std::uint16_t port, std::size_t max_size,
+                                  std::size_t buffer_size, const std::string &bind_hostname) {
+            auto endpoint = resolve_address(bind_hostname, port);
+            py::gil_scoped_release release;
+            s.add_reader([&](stream &owner) {
+                return std::make_unique<tcp_reader>(owner, endpoint, max_size, buffer_size);
+            });
+        }, "port"_a, "max_size"_a = tcp_reader::default_max_size,
+           "buffer_size"_a = tcp_reader::default_buffer_size, "bind_hostname"_a = "")
+        .def("add_tcp_reader", [](stream &s, py::object acceptor, std::size_t max_size) {
+            int fd = socket_fileno(acceptor, SOCK_STREAM);
+            py::gil_scoped_release release;
+            s.add_reader([&](stream &owner) { return std::make_unique<tcp_reader>(owner, fd, max_size); });
+        }, "acceptor"_a, "max_size"_a = tcp_reader::default_max_size)
         .def("add_inproc_reader", [](stream &s, std::shared_ptr<inproc_queue> queue) {
             s.add_reader([&](stream &owner) { return std::make_unique<inproc_reader>(owner, queue); });
         }, "queue"_a)

@@ -67,6 +67,7 @@ const char *decode_status_message(decode_status status)
     case decode_status::missing_specials: return "packet lacks HEAP_CNT, PAYLOAD_OFFSET or PAYLOAD_LENGTH";
     case decode_status::truncated: return "packet is truncated";
     case decode_status::bad_lengths: return "packet payload extends beyond its heap length";
+    case decode_status::size_mismatch: return "datagram size does not match its SPEAD packet size";
     }
     return "unknown";
 }

@@ -38,7 +38,8 @@ enum class decode_status
     too_many_items,
     missing_specials,
     truncated,
-    bad_lengths
+    bad_lengths,
+    size_mismatch
 };
 
 /**

@@ -52,6 +52,7 @@ constexpr std::size_t CUSTOM = 9;   ///< first custom statistic
 /// Names of the statistics spead2gpu adds to every stream (after all others).
 constexpr const char *malformed_packets_stat = "spead2gpu.malformed_packets";
 constexpr const char *rejected_packets_stat = "spead2gpu.rejected_packets";
+constexpr const char *kernel_drops_stat = "spead2gpu.kernel_drops";
 
 /// The core statistics' configurations, in index order.
 std::vector<stat_config> default_stat_configs();

@@ -65,6 +65,7 @@ static stream_config with_extra_stats(stream_config config, const std::vector<st
         config.add_stat(s.name, s.mode);
     config.add_stat(malformed_packets_stat);
     config.add_stat(rejected_packets_stat);
+    config.add_stat(kernel_drops_stat);
     return config;
 }
 
@@ -114,14 +115,16 @@ bool stream::is_stopped()
 void stream::add_reader(const std::function<std::unique_ptr<reader>(stream &)> &factory)
 {
     std::lock_guard<std::mutex> rlock(readers_mutex);
-    if (readers_stopped)
-        throw std::runtime_error("Stream has been stopped");
-    auto r = factory(*this);
     bool start_now;
     {
         std::lock_guard<std::mutex> lock(mutex);
+        if (config.get_explicit_start() && started)
+            throw std::runtime_error("Cannot add readers after explicit start");
         start_now = started;
     }
+    auto r = factory(*this);   // constructed even when stopped, so bad arguments still raise
+    if (readers_stopped)
+        return;                // as in spead2, adding to a stopped stream is a no-op
     reader *raw = r.get();
     readers.push_back(std::move(r));
     if (start_now)
@@ -220,6 +223,25 @@ std::size_t add_packet_state::add_packet(const std::uint8_t *data, std::size_t m
         return 0;
     add_packet(packet);
     return packet.size;
+}
+
+void add_packet_state::add_datagram(const std::uint8_t *data, std::size_t len, std::size_t max_size)
+{
+    if (len > max_size)
+    {
+        add_malformed(decode_status::truncated);
+        return;
+    }
+    packet_header packet;
+    decode_status status = decode_packet(packet, data, len);
+    if (status == decode_status::ok && packet.size != len)
+        status = decode_status::size_mismatch;
+    if (status != decode_status::ok)
+    {
+        add_malformed(status);
+        return;
+    }
+    add_packet(packet);
 }
 
 void add_packet_state::add_malformed(decode_status why, std::uint64_t n)

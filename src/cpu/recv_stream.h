@@ -155,7 +155,8 @@ public:
     /**
      * Construct and attach a reader. The factory is called with the stream;
      * the reader starts now unless explicit_start is set and start() has not
-     * been called yet. Throws std::runtime_error if the stream has stopped.
+     * been called yet. Throws std::runtime_error after an explicit start();
+     * on a stopped stream the reader is built (validating arguments) and dropped.
      */
     void add_reader(const std::function<std::unique_ptr<reader>(stream &)> &factory);
     /// Start readers added so far (explicit_start mode); later readers start at once.
@@ -200,6 +201,12 @@ public:
      * and calls add_malformed).
      */
     std::size_t add_packet(const std::uint8_t *data, std::size_t max_size);
+    /**
+     * Admit one datagram of exactly @a len bytes (UDP semantics): longer than
+     * @a max_size, undecodable, or a SPEAD size other than @a len is counted
+     * as malformed.
+     */
+    void add_datagram(const std::uint8_t *data, std::size_t len, std::size_t max_size);
     /// Count @a n malformed packets (bytes that did not decode as SPEAD).
     void add_malformed(decode_status why, std::uint64_t n = 1);
     /// Admit an already-decoded packet. Returns true if accepted.

@@ -54,6 +54,8 @@ public:
     bool is_removed();
 
 protected:
+    /// Set the watched fd (only before the first arm()).
+    void set_fd(int new_fd) { fd = new_fd; }
     /// Called on a worker thread when the fd is ready.
     virtual void on_ready() = 0;
 };
