@@ -7,6 +7,7 @@
 #include "py_common.h"
 #include "recv_heap.h"
 #include "recv_readers.h"
+#include "recv_pcap_reader.h"
 #include "recv_tcp_reader.h"
 #include "recv_udp_reader.h"
 #include "socket_util.h"
@@ -299,6 +300,9 @@ void register_recv_impl(py::module_ &m)
         .def("add_inproc_reader", [](stream &s, std::shared_ptr<inproc_queue> queue) {
             s.add_reader([&](stream &owner) { return std::make_unique<inproc_reader>(owner, queue); });
         }, "queue"_a)
+        .def("add_udp_pcap_file_reader", [](stream &s, const std::string &filename, const std::string &filter) {
+            s.add_reader([&](stream &owner) { return std::make_unique<pcap_reader>(owner, filename, filter); });
+        }, "filename"_a, "filter"_a = "")
         .def("start", &stream::start, py::call_guard<py::gil_scoped_release>())
         .def("stop", &stream::stop, py::call_guard<py::gil_scoped_release>())
         .def_property_readonly("stats", &stream::get_stats)

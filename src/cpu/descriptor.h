@@ -41,4 +41,14 @@ std::string encode_descriptor(const descriptor &d, const flavour &f);
 bool decode_descriptor(const std::uint8_t *data, std::size_t size,
                        std::uint32_t bug_compat, descriptor &out);
 
+/**
+ * Decode every descriptor in the value of a DESCRIPTOR item. spead2 feeds
+ * the bytes through a temporary stream, so a value holding several
+ * concatenated single-packet descriptor heaps yields several descriptors
+ * (those with a non-zero id, in order). Packets that are not complete
+ * single-packet heaps are skipped; an undecodable header ends the scan.
+ */
+std::vector<descriptor> decode_descriptors(const std::uint8_t *data, std::size_t size,
+                                           std::uint32_t bug_compat);
+
 } // namespace spead2gpu

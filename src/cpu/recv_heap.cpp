@@ -46,7 +46,9 @@ void heap_base::load(live_heap &&h, bool addressed)
             if (id == NULL_ID || end <= start || start >= length)
                 continue;
             end = std::min(end, length);
-            items_.push_back(item{id, false, 0, payload_.get() + start, std::size_t(end - start)});
+            item it{id, false, 0, payload_.get() + start, std::size_t(end - start)};
+            // As in spead2, descriptors are not items: get_descriptors() decodes them.
+            (id == DESCRIPTOR_ID ? descriptor_items_ : items_).push_back(it);
         }
     }
 }
@@ -75,10 +77,8 @@ heap::heap(live_heap &&h)
 std::vector<descriptor> heap::get_descriptors() const
 {
     std::vector<descriptor> out;
-    for (const auto &it : items_)
+    for (const auto &it : descriptor_items_)
     {
-        if (it.id != DESCRIPTOR_ID || it.is_immediate)
-            continue;
         descriptor d;
         if (decode_descriptor(it.ptr, it.length, flavour_.get_bug_compat(), d) && d.id != 0)
             out.push_back(std::move(d));

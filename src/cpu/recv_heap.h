@@ -37,6 +37,7 @@ protected:
     memory_allocator::pointer payload_;
     std::vector<std::uint8_t> immediate_bytes_;
     std::vector<item> items_;
+    std::vector<item> descriptor_items_;   ///< addressed DESCRIPTOR items (not in items_)
 
     /// @param addressed  include addressed items (false for incomplete heaps)
     void load(live_heap &&h, bool addressed);

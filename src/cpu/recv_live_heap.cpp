@@ -33,6 +33,8 @@ void live_heap::reserve(std::size_t size, const packet_header &packet, const liv
 
 bool live_heap::is_contiguous() const
 {
+    if (heap_length >= 0)
+        return is_complete();
     if (received_length < min_length)
         return false;
     if (!payload_ranges.empty())
@@ -104,6 +106,28 @@ packet_result live_heap::add_packet(const packet_header &packet, const live_heap
         }
     }
 
+    // Make room for the payload before changing any state, so that a failed
+    // allocation leaves the heap as it was.
+    if (packet.payload_length > 0)
+    {
+        try
+        {
+            if (known_length >= 0)
+                reserve(std::size_t(known_length), packet, opts);
+            else
+            {
+                std::size_t want = std::max<std::size_t>(payload_capacity, 256);
+                while (want < std::size_t(end))
+                    want *= 2;
+                reserve(want, packet, opts);
+            }
+        }
+        catch (std::bad_alloc &)
+        {
+            return packet_result::no_memory;
+        }
+    }
+
     // Accept: update state.
     if (packet.heap_length >= 0 && heap_length < 0)
         heap_length = packet.heap_length;
@@ -121,15 +145,6 @@ packet_result live_heap::add_packet(const packet_header &packet, const live_heap
     }
     if (packet.payload_length > 0)
     {
-        if (heap_length >= 0)
-            reserve(std::size_t(heap_length), packet, opts);
-        else
-        {
-            std::size_t want = std::max<std::size_t>(payload_capacity, 256);
-            while (want < std::size_t(end))
-                want *= 2;
-            reserve(want, packet, opts);
-        }
         opts.memcpy(payload.get() + start, packet.payload, std::size_t(packet.payload_length));
         if (opts.allow_out_of_order)
         {

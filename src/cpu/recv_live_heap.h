@@ -23,7 +23,8 @@ enum class packet_result
     duplicate,         ///< overlaps payload already received
     inconsistent,      ///< heap length / flavour disagrees with earlier packets
     beyond_heap,       ///< an item pointer or payload lies beyond the heap length
-    unsized            ///< no HEAP_LENGTH and unsized heaps are not allowed
+    unsized,           ///< no HEAP_LENGTH and unsized heaps are not allowed
+    no_memory          ///< the payload buffer could not be allocated
 };
 
 /// Options of the owning stream that reassembly needs.

@@ -18,7 +18,7 @@ void ring_stream::heap_ready(live_heap &&h)
 {
     if (ring_config.get_contiguous_only() && !h.is_contiguous())
     {
-        incomplete_log(log_level::warning, "dropped incomplete heap (contiguous_only is set)");
+        incomplete_log(log_level::info, "dropped incomplete heap (contiguous_only is set)");
         return;
     }
     try

@@ -1,4 +1,5 @@
 #include "thread_pool.h"
+#include "logging.h"
 #include <cerrno>
 #include <pthread.h>
 #include <sched.h>
@@ -10,6 +11,20 @@
 
 namespace spead2gpu
 {
+
+/// Run a worker callback; an escaping exception is logged, never fatal.
+template <typename F>
+static void run_guarded(F &&f)
+{
+    try
+    {
+        f();
+    }
+    catch (std::exception &e)
+    {
+        log_warning(std::string("worker thread caught exception: ") + e.what());
+    }
+}
 
 static void check(int r, const char *what)
 {
@@ -70,7 +85,7 @@ void fd_watch::dispatch()
             return;
         running = true;
     }
-    on_ready();
+    run_guarded([this] { on_ready(); });
     std::lock_guard<std::mutex> lock(mutex);
     running = false;
     idle_cond.notify_all();
@@ -153,7 +168,7 @@ void thread_pool::run()
                     task = std::move(tasks.front());
                     tasks.pop_front();
                 }
-                task();
+                run_guarded(task);
             }
             else
                 static_cast<fd_watch *>(ptr)->dispatch();

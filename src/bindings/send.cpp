@@ -1,0 +1,574 @@
+/**
+ * @file send.cpp
+ * Bindings for spead2gpu._spead2.send: heaps, packet generator, stream
+ * configuration and the bytes / inproc streams (sync and asyncio flavours).
+ *
+ * GIL rules: the core never takes the GIL. Python objects that a queued heap
+ * depends on (the Heap object, whose keep-alive list holds the item buffer
+ * views) are owned here and released only on a thread holding the GIL: the
+ * synchronous caller (which keeps them in its frame while it waits with the
+ * GIL released), or process_callbacks() for the asyncio streams.
+ */
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <vector>
+#include <pybind11/native_enum.h>
+#include "descriptor.h"
+#include "flavour.h"
+#include "inproc_queue.h"
+#include "py_common.h"
+#include "send_heap.h"
+#include "send_packet.h"
+#include "send_stream.h"
+#include "thread_pool.h"
+
+using namespace pybind11::literals;
+
+namespace spead2gpu
+{
+namespace send
+{
+namespace
+{
+
+/* ------------------------------------------------------------ errors */
+
+/// OSError (or the errno-specific subclass Python picks) for @a ec.
+py::object make_os_error(const std::error_code &ec, bool sync_format)
+{
+    std::string msg = ec.message();
+    if (sync_format)
+        msg += " [system:" + std::to_string(ec.value()) + "]";
+    return py::module_::import("builtins").attr("OSError")(ec.value(), msg);
+}
+
+[[noreturn]] void raise_os_error(const std::error_code &ec)
+{
+    py::object exc = make_os_error(ec, true);
+    PyErr_SetObject(reinterpret_cast<PyObject *>(Py_TYPE(exc.ptr())), exc.ptr());
+    throw py::error_already_set();
+}
+
+/* ----------------------------------------------------- heap references */
+
+/// Python HeapReference: the Heap object plus send parameters.
+struct py_heap_reference
+{
+    py::object heap_obj;
+    s_item_pointer_t cnt = -1;
+    std::size_t substream_index = 0;
+    double rate = -1.0;
+
+    heap_reference to_core() const
+    {
+        heap_reference ref;
+        ref.h = &heap_obj.cast<const heap &>();
+        ref.cnt = cnt;
+        ref.substream_index = substream_index;
+        ref.rate = rate;
+        return ref;
+    }
+};
+
+/// Python HeapReferenceList: a frozen list of references, converted once.
+struct py_heap_reference_list
+{
+    std::vector<heap_reference> refs;
+    std::vector<py::object> heaps;   ///< keeps the Heap objects alive
+
+    py_heap_reference_list() = default;
+    explicit py_heap_reference_list(const std::vector<py_heap_reference> &in)
+    {
+        refs.reserve(in.size());
+        heaps.reserve(in.size());
+        for (const auto &r : in)
+        {
+            refs.push_back(r.to_core());
+            heaps.push_back(r.heap_obj);
+        }
+    }
+};
+
+/// Existing Python wrapper of a heap bound by reference.
+py::object heap_object(const heap &h)
+{
+    return py::cast(&h, py::return_value_policy::reference);
+}
+
+/* ----------------------------------------------------- packet generator */
+
+/// Python PacketGenerator: iterates over the packets of a heap as bytes.
+class py_packet_generator
+{
+    packet_generator gen;
+    packet_buffer buf;
+
+public:
+    py_packet_generator(const heap &h, item_pointer_t cnt, std::size_t max_packet_size)
+        : gen(h, cnt, max_packet_size) {}
+
+    py::bytes next()
+    {
+        if (!gen.has_next_packet())
+            throw py::stop_iteration();
+        gen.next_packet(buf);
+        py::bytes out(nullptr, buf.size);
+        buf.copy_to(reinterpret_cast<std::uint8_t *>(PyBytes_AS_STRING(out.ptr())));
+        return out;
+    }
+};
+
+/* ------------------------------------------------------------ streams */
+
+/// Python base class "Stream": owns the core stream.
+class py_stream
+{
+public:
+    std::unique_ptr<stream> s;
+
+    virtual ~py_stream()
+    {
+        // Destroying the core stream waits for queued heaps; never hold the
+        // GIL while waiting for the worker.
+        if (s)
+        {
+            py::gil_scoped_release release;
+            s.reset();
+        }
+    }
+};
+
+/// Result slot for a synchronous send.
+struct sync_state
+{
+    std::mutex mutex;
+    std::condition_variable cond;
+    bool done = false;
+    std::error_code ec;
+    item_pointer_t bytes = 0;
+};
+
+/**
+ * Send a group synchronously: enqueue and wait with the GIL released. The
+ * caller's frame keeps the Python heaps alive throughout.
+ */
+item_pointer_t sync_send(stream &s, const heap_reference *refs, std::size_t n, group_mode mode)
+{
+    auto state = std::make_shared<sync_state>();
+    {
+        py::gil_scoped_release release;
+        s.async_send_heaps(refs, n, [state](const std::error_code &ec, item_pointer_t bytes) {
+            std::lock_guard<std::mutex> lock(state->mutex);
+            state->ec = ec;
+            state->bytes = bytes;
+            state->done = true;
+            state->cond.notify_all();
+        }, mode);
+        std::unique_lock<std::mutex> lock(state->mutex);
+        state->cond.wait(lock, [&] { return state->done; });
+    }
+    if (state->ec)
+        raise_os_error(state->ec);
+    return state->bytes;
+}
+
+/**
+ * Completion queue for the asyncio streams. Handlers (worker threads, no
+ * GIL) append finished entries and make the eventfd readable;
+ * process_callbacks (GIL held) runs the Python callbacks and drops the
+ * Python references.
+ */
+class callback_queue
+{
+public:
+    /// One pending asynchronous send.
+    struct entry
+    {
+        py::object callback;
+        std::vector<py::object> refs;   ///< heaps (and containers) kept alive
+        std::error_code ec;
+        item_pointer_t bytes = 0;
+    };
+
+private:
+    std::mutex mutex;
+    std::vector<entry *> done;
+    int fd_ = -1;
+    bool signalled = false;
+
+public:
+    callback_queue()
+    {
+        fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (fd_ < 0)
+            throw std::system_error(errno, std::generic_category(), "eventfd");
+    }
+
+    /// Must be called with the GIL held (drops Python references).
+    ~callback_queue()
+    {
+        for (entry *e : done)
+            delete e;
+        ::close(fd_);
+    }
+
+    int fd() const { return fd_; }
+
+    /// Completion handler body: any thread, no GIL.
+    void push(entry *e, const std::error_code &ec, item_pointer_t bytes)
+    {
+        e->ec = ec;
+        e->bytes = bytes;
+        std::lock_guard<std::mutex> lock(mutex);
+        done.push_back(e);
+        if (!signalled)
+        {
+            std::uint64_t one = 1;
+            [[maybe_unused]] auto r = ::write(fd_, &one, sizeof(one));
+            signalled = true;
+        }
+    }
+
+    completion_handler make_handler(entry *e)
+    {
+        return [this, e](const std::error_code &ec, item_pointer_t bytes) { push(e, ec, bytes); };
+    }
+
+    /// Run pending callbacks (GIL held). Never blocks.
+    void process()
+    {
+        std::vector<entry *> ready;
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            ready.swap(done);
+            if (signalled)
+            {
+                std::uint64_t value;
+                [[maybe_unused]] auto r = ::read(fd_, &value, sizeof(value));
+                signalled = false;
+            }
+        }
+        std::exception_ptr first_error;
+        for (std::size_t i = 0; i < ready.size(); i++)
+        {
+            std::unique_ptr<entry> e(ready[i]);
+            try
+            {
+                py::object exc = e->ec ? make_os_error(e->ec, false) : py::object(py::none());
+                e->callback(exc, e->bytes);
+            }
+            catch (...)
+            {
+                if (!first_error)
+                    first_error = std::current_exception();
+            }
+        }
+        if (first_error)
+            std::rethrow_exception(first_error);
+    }
+};
+
+/// Python base of the asyncio stream classes.
+class py_asyncio_stream : public py_stream
+{
+public:
+    callback_queue callbacks;
+
+    ~py_asyncio_stream() override
+    {
+        // Wait for the worker first (it may still push into callbacks),
+        // then let callback_queue drop the Python references (GIL held).
+        if (s)
+        {
+            py::gil_scoped_release release;
+            s.reset();
+        }
+    }
+
+    bool async_send_heap(py::object heap_obj, py::object callback,
+                         s_item_pointer_t cnt, std::size_t substream_index, double rate)
+    {
+        const heap &h = heap_obj.cast<const heap &>();
+        auto *e = new callback_queue::entry{std::move(callback), {std::move(heap_obj)}, {}, 0};
+        try
+        {
+            return s->async_send_heap(h, callbacks.make_handler(e), cnt, substream_index, rate);
+        }
+        catch (...)
+        {
+            delete e;   // the handler is not called when async_send_heaps throws
+            throw;
+        }
+    }
+
+    bool async_send_heaps(const std::vector<heap_reference> &refs, std::vector<py::object> keep,
+                          py::object callback, group_mode mode)
+    {
+        auto *e = new callback_queue::entry{std::move(callback), std::move(keep), {}, 0};
+        try
+        {
+            return s->async_send_heaps(refs.data(), refs.size(), callbacks.make_handler(e), mode);
+        }
+        catch (...)
+        {
+            delete e;
+            throw;
+        }
+    }
+};
+
+class py_bytes_stream : public py_stream
+{
+public:
+    py_bytes_stream(std::shared_ptr<thread_pool> pool, const stream_config &config)
+    {
+        s = std::make_unique<bytes_stream>(std::move(pool), config);
+    }
+    std::string getvalue() const { return static_cast<const bytes_stream &>(*s).getvalue(); }
+};
+
+class py_inproc_stream : public py_stream
+{
+public:
+    py_inproc_stream(std::shared_ptr<thread_pool> pool,
+                     std::vector<std::shared_ptr<inproc_queue>> queues, const stream_config &config)
+    {
+        s = std::make_unique<inproc_stream>(std::move(pool), std::move(queues), config);
+    }
+    const std::vector<std::shared_ptr<inproc_queue>> &get_queues() const
+    {
+        return static_cast<const inproc_stream &>(*s).get_queues();
+    }
+};
+
+class py_inproc_stream_asyncio : public py_asyncio_stream
+{
+public:
+    py_inproc_stream_asyncio(std::shared_ptr<thread_pool> pool,
+                             std::vector<std::shared_ptr<inproc_queue>> queues,
+                             const stream_config &config)
+    {
+        s = std::make_unique<inproc_stream>(std::move(pool), std::move(queues), config);
+    }
+    const std::vector<std::shared_ptr<inproc_queue>> &get_queues() const
+    {
+        return static_cast<const inproc_stream &>(*s).get_queues();
+    }
+};
+
+/* -------------------------------------------------- method registration */
+
+/// send_heap / send_heaps on a synchronous stream class.
+template <typename T, typename Cls>
+void add_sync_methods(Cls &cls)
+{
+    cls.def("send_heap",
+            [](T &self, const heap &h, s_item_pointer_t cnt, std::size_t substream_index, double rate) {
+                heap_reference ref;
+                ref.h = &h;
+                ref.cnt = cnt;
+                ref.substream_index = substream_index;
+                ref.rate = rate;
+                return sync_send(*self.s, &ref, 1, group_mode::ROUND_ROBIN);
+            },
+            "heap"_a, "cnt"_a = -1, "substream_index"_a = 0, "rate"_a = -1.0);
+    cls.def("send_heaps",
+            [](T &self, const py_heap_reference_list &heaps, group_mode mode) {
+                return sync_send(*self.s, heaps.refs.data(), heaps.refs.size(), mode);
+            },
+            "heaps"_a, "mode"_a);
+    cls.def("send_heaps",
+            [](T &self, const std::vector<py_heap_reference> &heaps, group_mode mode) {
+                std::vector<heap_reference> refs;
+                refs.reserve(heaps.size());
+                for (const auto &r : heaps)
+                    refs.push_back(r.to_core());
+                return sync_send(*self.s, refs.data(), refs.size(), mode);
+            },
+            "heaps"_a, "mode"_a);
+}
+
+/// async_send_heap(s), fd, flush, process_callbacks on an asyncio stream class.
+template <typename T, typename Cls>
+void add_asyncio_methods(Cls &cls)
+{
+    cls.def("async_send_heap", [](T &self, py::object heap, py::object callback,
+                                  s_item_pointer_t cnt, std::size_t substream_index, double rate) {
+                return self.async_send_heap(std::move(heap), std::move(callback), cnt, substream_index, rate);
+            },
+            "heap"_a, "callback"_a, "cnt"_a = -1, "substream_index"_a = 0, "rate"_a = -1.0);
+    cls.def("async_send_heaps",
+            [](T &self, const py_heap_reference_list &heaps, py::object callback, group_mode mode) {
+                return self.async_send_heaps(heaps.refs, heaps.heaps, std::move(callback), mode);
+            },
+            "heaps"_a, "callback"_a, "mode"_a);
+    cls.def("async_send_heaps",
+            [](T &self, const std::vector<py_heap_reference> &heaps, py::object callback, group_mode mode) {
+                std::vector<heap_reference> refs;
+                std::vector<py::object> keep;
+                refs.reserve(heaps.size());
+                keep.reserve(heaps.size());
+                for (const auto &r : heaps)
+                {
+                    refs.push_back(r.to_core());
+                    keep.push_back(r.heap_obj);
+                }
+                return self.async_send_heaps(refs, std::move(keep), std::move(callback), mode);
+            },
+            "heaps"_a, "callback"_a, "mode"_a);
+    cls.def_property_readonly("fd", [](const T &self) { return self.callbacks.fd(); });
+    cls.def("flush", [](T &self) {
+        py::gil_scoped_release release;
+        self.s->flush();
+    });
+    cls.def("process_callbacks", [](T &self) { self.callbacks.process(); });
+}
+
+} // anonymous namespace
+} // namespace send
+
+void register_send(py::module_ &m)
+{
+    using namespace send;
+
+    py::native_enum<rate_method>(m, "RateMethod", "enum.Enum")
+        .value("SW", rate_method::SW)
+        .value("HW", rate_method::HW)
+        .value("AUTO", rate_method::AUTO)
+        .finalize();
+    py::native_enum<group_mode>(m, "GroupMode", "enum.Enum")
+        .value("ROUND_ROBIN", group_mode::ROUND_ROBIN)
+        .value("SERIAL", group_mode::SERIAL)
+        .finalize();
+
+    py::class_<heap>(m, "Heap", "A heap to be sent")
+        .def(py::init<const flavour &>(), "flavour"_a = flavour())
+        .def_property_readonly("flavour", &heap::get_flavour)
+        .def_property("repeat_pointers", &heap::get_repeat_pointers, &heap::set_repeat_pointers)
+        .def("add_item", [](heap &h, py::object item) {
+                auto id = item.attr("id").cast<s_item_pointer_t>();
+                py::object buffer = item.attr("to_buffer")();
+                bool allow_immediate = item.attr("allow_immediate")().cast<bool>();
+                auto view = request_buffer_view(buffer);
+                h.add_item(item_pointer_t(id), view->data(), view->size(), allow_immediate);
+                h.add_keepalive(std::move(view));
+            }, "item"_a)
+        .def("add_descriptor", [](heap &h, py::object descriptor_obj) {
+                py::object raw = descriptor_obj.attr("to_raw")(h.get_flavour());
+                h.add_descriptor(raw.cast<descriptor>());
+            }, "descriptor"_a)
+        .def("add_start", &heap::add_start)
+        .def("add_end", &heap::add_end);
+
+    py::class_<py_heap_reference>(m, "HeapReference", "A heap with its send parameters")
+        .def(py::init([](const heap &h, s_item_pointer_t cnt, std::size_t substream_index, double rate) {
+                 return py_heap_reference{heap_object(h), cnt, substream_index, rate};
+             }),
+             "heap"_a, py::kw_only(), "cnt"_a = -1, "substream_index"_a = 0, "rate"_a = -1.0)
+        .def_property_readonly("heap", [](const py_heap_reference &r) { return r.heap_obj; })
+        .def_readwrite("cnt", &py_heap_reference::cnt)
+        .def_readwrite("substream_index", &py_heap_reference::substream_index)
+        .def_readwrite("rate", &py_heap_reference::rate);
+
+    py::class_<py_heap_reference_list>(m, "HeapReferenceList", "An immutable list of heap references")
+        .def(py::init<const std::vector<py_heap_reference> &>(), "heaps"_a)
+        .def("__len__", [](const py_heap_reference_list &l) { return l.refs.size(); })
+        .def("__getitem__", [](const py_heap_reference_list &l, const py::slice &slice) {
+            std::size_t start, stop, step, length;
+            if (!slice.compute(l.refs.size(), &start, &stop, &step, &length))
+                throw py::error_already_set();
+            py_heap_reference_list out;
+            out.refs.reserve(length);
+            out.heaps.reserve(length);
+            for (std::size_t i = 0; i < length; i++, start += step)
+            {
+                out.refs.push_back(l.refs[start]);
+                out.heaps.push_back(l.heaps[start]);
+            }
+            return out;
+        });
+
+    py::class_<py_packet_generator>(m, "PacketGenerator", "Iterate over the packets of a heap")
+        .def(py::init<const heap &, item_pointer_t, std::size_t>(),
+             "heap"_a, "cnt"_a, "max_packet_size"_a, py::keep_alive<1, 2>())
+        .def("__iter__", [](py::object self) { return self; })
+        .def("__next__", &py_packet_generator::next);
+
+    auto config_cls = py::class_<stream_config>(m, "StreamConfig", "Send stream configuration");
+    config_cls
+        .def(py::init([](py::kwargs kwargs) {
+            static const char *const names[] = {
+                "max_packet_size", "rate", "burst_size", "max_heaps", "burst_rate_ratio", "rate_method"};
+            py::object obj = py::cast(stream_config());
+            for (auto item : kwargs)
+            {
+                std::string key = py::str(item.first);
+                bool known = false;
+                for (const char *name : names)
+                    known = known || key == name;
+                if (!known)
+                    throw py::type_error("got an unexpected keyword argument");
+                obj.attr(key.c_str()) = item.second;
+            }
+            return obj.cast<stream_config>();
+        }))
+        .def_property("max_packet_size", &stream_config::get_max_packet_size,
+                      [](stream_config &c, std::size_t v) { c.set_max_packet_size(v); })
+        .def_property("rate", &stream_config::get_rate,
+                      [](stream_config &c, double v) { c.set_rate(v); })
+        .def_property("burst_size", &stream_config::get_burst_size,
+                      [](stream_config &c, std::size_t v) { c.set_burst_size(v); })
+        .def_property("max_heaps", &stream_config::get_max_heaps,
+                      [](stream_config &c, std::size_t v) { c.set_max_heaps(v); })
+        .def_property("burst_rate_ratio", &stream_config::get_burst_rate_ratio,
+                      [](stream_config &c, double v) { c.set_burst_rate_ratio(v); })
+        .def_property("rate_method", &stream_config::get_rate_method,
+                      [](stream_config &c, rate_method v) { c.set_rate_method(v); })
+        .def_property_readonly("burst_rate", &stream_config::get_burst_rate);
+    config_cls.attr("DEFAULT_MAX_PACKET_SIZE") = py::int_(stream_config::default_max_packet_size);
+    config_cls.attr("DEFAULT_MAX_HEAPS") = py::int_(stream_config::default_max_heaps);
+    config_cls.attr("DEFAULT_BURST_SIZE") = py::int_(stream_config::default_burst_size);
+    config_cls.attr("DEFAULT_BURST_RATE_RATIO") = py::float_(stream_config::default_burst_rate_ratio);
+    config_cls.attr("DEFAULT_RATE_METHOD") = py::cast(stream_config::default_rate_method);
+
+    py::class_<py_stream>(m, "Stream", "Base class of the send streams")
+        .def("set_cnt_sequence", [](py_stream &self, item_pointer_t next, item_pointer_t step) {
+                self.s->set_cnt_sequence(next, step);
+            }, "next"_a, "step"_a)
+        .def_property_readonly("num_substreams", [](const py_stream &self) {
+            return self.s->get_num_substreams();
+        });
+
+    auto bytes_cls = py::class_<py_bytes_stream, py_stream>(m, "BytesStream",
+                                                            "Stream that collects packets in memory");
+    bytes_cls
+        .def(py::init<std::shared_ptr<thread_pool>, const stream_config &>(),
+             py::arg("thread_pool").none(false), "config"_a = stream_config())
+        .def("getvalue", [](const py_bytes_stream &self) { return py::bytes(self.getvalue()); });
+    add_sync_methods<py_bytes_stream>(bytes_cls);
+
+    auto inproc_cls = py::class_<py_inproc_stream, py_stream>(m, "InprocStream",
+                                                              "Stream that sends to in-process queues");
+    inproc_cls
+        .def(py::init<std::shared_ptr<thread_pool>, std::vector<std::shared_ptr<inproc_queue>>,
+                      const stream_config &>(),
+             py::arg("thread_pool").none(false), "queues"_a, "config"_a = stream_config())
+        .def_property_readonly("queues", &py_inproc_stream::get_queues);
+    add_sync_methods<py_inproc_stream>(inproc_cls);
+
+    auto inproc_async_cls = py::class_<py_inproc_stream_asyncio, py_stream>(
+        m, "InprocStreamAsyncio", "Asyncio variant of InprocStream (callback interface)");
+    inproc_async_cls
+        .def(py::init<std::shared_ptr<thread_pool>, std::vector<std::shared_ptr<inproc_queue>>,
+                      const stream_config &>(),
+             py::arg("thread_pool").none(false), "queues"_a, "config"_a = stream_config())
+        .def_property_readonly("queues", &py_inproc_stream_asyncio::get_queues);
+    add_asyncio_methods<py_inproc_stream_asyncio>(inproc_async_cls);
+}
+
+} // namespace spead2gpu
