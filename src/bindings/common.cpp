@@ -187,16 +187,16 @@ void register_common(py::module_ &m)
         });
 
     py::class_<thread_pool, std::shared_ptr<thread_pool>>(m, "ThreadPool", "Worker threads for streams")
-        .def(py::init([](std::size_t threads) {
-                 if (threads == 0)
+        .def(py::init([](int threads) {
+                 if (threads < 1)
                      throw std::invalid_argument("at least one thread is required");
-                 return std::make_shared<thread_pool>(int(threads));
+                 return std::make_shared<thread_pool>(threads);
              }),
              "threads"_a = 1)
-        .def(py::init([](std::size_t threads, const std::vector<int> &affinity) {
-                 if (threads == 0)
+        .def(py::init([](int threads, const std::vector<int> &affinity) {
+                 if (threads < 1)
                      throw std::invalid_argument("at least one thread is required");
-                 return std::make_shared<thread_pool>(int(threads), affinity);
+                 return std::make_shared<thread_pool>(threads, affinity);
              }),
              "threads"_a, "affinity"_a)
         .def("stop", &thread_pool::stop, py::call_guard<py::gil_scoped_release>())

@@ -317,7 +317,8 @@ void register_recv_impl(py::module_ &m)
                          const ring_stream_config &ring_config) {
                  return new ring_stream(std::move(pool), config, ring_config);
              }),
-             "thread_pool"_a, "config"_a = stream_config(), "ring_config"_a = ring_stream_config())
+             py::arg("thread_pool").none(false), "config"_a = stream_config(),
+             "ring_config"_a = ring_stream_config())
         .def("get", [](ring_stream &s) { return to_python(pop_heap(s)); })
         .def("get_nowait", [](ring_stream &s) { return to_python(s.try_pop()); })
         .def("__iter__", [](py::object self) { return self; })

@@ -47,8 +47,9 @@ int shape_field_width(int heap_address_bytes, std::uint32_t bug_compat)
 /**
  * Parse one packet at @a data, which must hold a complete single-packet
  * heap. On success fills @a out and returns true. @a packet_size is set to
- * the size of the packet as encoded in its header (0 if the header itself
- * could not be decoded, in which case the caller cannot skip past it).
+ * the size of the packet if the packet itself is valid (so that a reader
+ * would go on to the next one), or to 0 if it is not, or if it carries a
+ * stream stop item (a reader would stop there).
  */
 bool decode_one(const std::uint8_t *data, std::size_t size, std::uint32_t bug_compat,
                 descriptor &out, std::size_t &packet_size)
@@ -81,22 +82,38 @@ bool decode_one(const std::uint8_t *data, std::size_t size, std::uint32_t bug_co
         item_pointer_t p = load_be64(ptrs + 8 * i);
         item_pointer_t id = (p >> hab) & id_mask;
         item_pointer_t value = p & addr_mask;
-        // Only immediate pointers count as special items (the last one wins);
-        // addressed pointers with these IDs are ordinary (ignored) items.
-        if (!(p & immediate_mask))
-        {
-            n_regular++;
-            continue;
-        }
+        // Pointers with IDs 1-4 are never ordinary items; only immediate ones
+        // provide the special values (the last one wins).
         switch (id)
         {
-        case HEAP_CNT_ID: have_cnt = true; break;
-        case HEAP_LENGTH_ID: have_length = true; heap_length = value; break;
-        case PAYLOAD_OFFSET_ID: have_offset = true; payload_offset = value; break;
-        case PAYLOAD_LENGTH_ID: have_plen = true; payload_length = value; break;
+        case HEAP_CNT_ID:
+            if (p & immediate_mask)
+                have_cnt = true;
+            break;
+        case HEAP_LENGTH_ID:
+            if (p & immediate_mask)
+            {
+                have_length = true;
+                heap_length = value;
+            }
+            break;
+        case PAYLOAD_OFFSET_ID:
+            if (p & immediate_mask)
+            {
+                have_offset = true;
+                payload_offset = value;
+            }
+            break;
+        case PAYLOAD_LENGTH_ID:
+            if (p & immediate_mask)
+            {
+                have_plen = true;
+                payload_length = value;
+            }
+            break;
         default:
             // A stop item ends the (temporary) stream before the heap is delivered.
-            if (id == STREAM_CTRL_ID && value == CTRL_STREAM_STOP)
+            if ((p & immediate_mask) && id == STREAM_CTRL_ID && value == CTRL_STREAM_STOP)
                 return false;
             n_regular++;
             break;
@@ -106,6 +123,9 @@ bool decode_one(const std::uint8_t *data, std::size_t size, std::uint32_t bug_co
         return false;
     if (payload_length > size - 8 - 8 * n_items)
         return false;
+    if (have_length && payload_offset + payload_length > heap_length)
+        return false;
+    // The packet is valid: from here on, failures only drop this heap.
     packet_size = 8 + 8 * n_items + payload_length;
     // Must be the whole heap in one packet.
     if (payload_offset != 0)
@@ -131,7 +151,7 @@ bool decode_one(const std::uint8_t *data, std::size_t size, std::uint32_t bug_co
     {
         item_pointer_t p = load_be64(ptrs + 8 * i);
         item_pointer_t id = (p >> hab) & id_mask;
-        if ((p & immediate_mask) && id >= HEAP_CNT_ID && id <= PAYLOAD_LENGTH_ID)
+        if (id >= HEAP_CNT_ID && id <= PAYLOAD_LENGTH_ID)
             continue;
         sorted[k++] = p;
     }

@@ -45,8 +45,10 @@ bool decode_descriptor(const std::uint8_t *data, std::size_t size,
  * Decode every descriptor in the value of a DESCRIPTOR item. spead2 feeds
  * the bytes through a temporary stream, so a value holding several
  * concatenated single-packet descriptor heaps yields several descriptors
- * (those with a non-zero id, in order). Packets that are not complete
- * single-packet heaps are skipped; an undecodable header ends the scan.
+ * (those with a non-zero id, in order). Valid packets that are not
+ * complete single-packet heaps are skipped; an invalid packet or a stream
+ * stop item ends the scan. (Heaps split over several packets are not
+ * reassembled.)
  */
 std::vector<descriptor> decode_descriptors(const std::uint8_t *data, std::size_t size,
                                            std::uint32_t bug_compat);

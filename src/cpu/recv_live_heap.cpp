@@ -60,7 +60,7 @@ packet_result live_heap::add_packet(const packet_header &packet, const live_heap
     {
         if (heap_length >= 0 && heap_length != packet.heap_length)
             return packet_result::inconsistent;
-        if (packet.heap_length < max_end || packet.heap_length < min_length)
+        if (packet.heap_length < max_end)
             return packet_result::inconsistent;
     }
     else if (!opts.allow_unsized_heaps && heap_length < 0)
@@ -80,9 +80,9 @@ packet_result live_heap::add_packet(const packet_header &packet, const live_heap
         item_pointer_t p = packet.pointer(i);
         if (!(p & immediate_mask))
         {
+            // An address beyond the heap length does not reject the packet
+            // (spead2 behaviour): it only keeps the heap from ever completing.
             s_item_pointer_t addr = s_item_pointer_t(p & addr_mask);
-            if (known_length >= 0 && addr > known_length)
-                return packet_result::beyond_heap;
             new_min_length = std::max(new_min_length, addr);
         }
     }

@@ -982,7 +982,9 @@ pcap_reader::~pcap_reader()
 void pcap_reader::start()
 {
     started = true;
-    auto guard = std::make_shared<completion_guard>(completion_guard{state});
+    // Constructed in place: a temporary guard's destructor would signal
+    // completion before the task even ran.
+    auto guard = std::shared_ptr<completion_guard>(new completion_guard{state});
     owner.get_thread_pool().post([this, guard] { run(); });
 }
 

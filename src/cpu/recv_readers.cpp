@@ -104,9 +104,8 @@ void inproc_reader::on_ready()
             owner.stop_received();
             return;
         }
-        std::size_t n = batch.add_packet(p.data.get(), p.size);
-        if (n == 0)
-            batch.add_malformed(batch.last_status);
+        // Each queued packet is a datagram: its SPEAD size must match exactly.
+        batch.add_datagram(p.data.get(), p.size, SIZE_MAX);
         if (batch.is_stopped())
             return;
     }

@@ -268,7 +268,20 @@ bool add_packet_state::add_packet(const packet_header &packet)
     if (packet.heap_length >= 0 && packet.payload_offset == 0
         && packet.payload_length == packet.heap_length)
     {
-        // Single-packet heap: no lookup, no slot.
+        // Single-packet heap: no lookup and no storage, but (as in spead2) it
+        // still advances its substream's slot ring, evicting the occupant.
+        std::size_t &h_next = s.head[sub];
+        const std::size_t single_slot = base + h_next;
+        live_heap &occupant = s.heaps[single_slot];
+        h_next = (h_next + 1 == max_heaps) ? 0 : h_next + 1;
+        if (!occupant.empty())
+        {
+            live_heap old = std::move(occupant);
+            occupant.cnt = -1;
+            bs[stat_index::INCOMPLETE_HEAPS_EVICTED]++;
+            bs[stat_index::HEAPS]++;
+            s.heap_ready(std::move(old));
+        }
         live_heap h;
         h.reset(packet, bug_compat);
         result = h.add_packet(packet, s.heap_opts);
@@ -279,6 +292,16 @@ bool add_packet_state::add_packet(const packet_header &packet)
             return false;
         }
         bs[stat_index::SINGLE_PACKET_HEAPS]++;
+        if (!h.is_complete())
+        {
+            // All its payload is here, but an item points beyond it: the heap
+            // can never complete. Keep it (as spead2 does) until evicted or flushed.
+            s.heaps[single_slot] = std::move(h);
+            s.last_hit[sub] = single_slot - base;
+            if (s.heaps[single_slot].end_of_stream && s.config.get_stop_on_stop_item())
+                s.stop_received();
+            return true;
+        }
         if (h.end_of_stream && s.config.get_stop_on_stop_item())
         {
             s.stop_received();
@@ -347,8 +370,13 @@ bool add_packet_state::add_packet(const packet_header &packet)
 
     if (target->end_of_stream && s.config.get_stop_on_stop_item())
     {
-        target->cnt = -1;
-        target->payload.reset();
+        // A complete stop heap is dropped; an incomplete one is flushed with
+        // the others (spead2 behaviour).
+        if (target->is_complete())
+        {
+            target->cnt = -1;
+            target->payload.reset();
+        }
         s.stop_received();
         return true;
     }
