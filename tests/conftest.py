@@ -29,13 +29,13 @@ try:
     from hypothesis import HealthCheck, settings
 
     settings.register_profile(
-        "default",
+        "spead2gpu",
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         derandomize=True,  # deterministic: the same examples on every run
         print_blob=True,
     )
-    settings.load_profile("default")
+    settings.load_profile("spead2gpu")
 except ImportError:  # pragma: no cover
     pass
 

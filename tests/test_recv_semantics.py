@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 
 import spead2gpu
-from conftest import (DETERMINISTIC_STATS, addr, heap_packet, heap_packets, imm,
-                      make_stream, packet, receive, receive_summary, reference,
-                      run_with_timeout, stats_dict, stop_packet)
+from conftest import (DETERMINISTIC_STATS, addr, heap_packet, heap_packets, imm, receive,
+                      receive_summary, reference, run_with_timeout, stats_dict, stop_packet)
 
 P = bytes(range(256)) * 4  # 1 KiB payload
 NC = dict(contiguous_only=False)
@@ -94,6 +93,8 @@ def scenarios():
                                 heap_packet(2, 0, P[:64], 128, [addr(0x1000, 0)]),
                                 heap_packet(2, 64, P[64:128], 128, [addr(0x1000, 0)])],
                                {}, {}),
+        "flush_order_after_wrap": (A(1) + [A(2)[0], A(3)[0]], dict(max_heaps=2), NCK),
+        "flush_order_after_wrap_3": (A(7) + [A(1)[0], A(2)[0], A(3)[0]], dict(max_heaps=3), NCK),
         "many_heaps_small_ring": ([p for i in range(40) for p in heap_packets(i, P[:100], 40)],
                                   {}, dict(heaps=1)),
     }
@@ -190,6 +191,15 @@ def test_eviction(impl):
     heaps, stream = receive(impl, inter, config=dict(max_heaps=2), ring=NCK)
     assert kinds(heaps, impl) == [("heap", 1), ("heap", 2)]
     assert stream.stats["incomplete_heaps_evicted"] == 0
+
+
+def test_flush_order_oldest_first(impl):
+    """Live heaps flushed at the end of the stream come out oldest first, also
+    after the live-heap slots have wrapped around."""
+    pkts = A(7) + A(8) + [A(1)[0], A(2)[0], A(3)[0]]
+    heaps, stream = receive(impl, pkts, config=dict(max_heaps=3), ring=NCK)
+    assert kinds(heaps, impl) == [("heap", 7), ("heap", 8), ("inc", 1), ("inc", 2), ("inc", 3)]
+    assert stream.stats["incomplete_heaps_flushed"] == 3
 
 
 def test_substreams(impl):
@@ -349,9 +359,13 @@ def test_stop_with_blocked_worker(impl):
                               impl.recv.RingStreamConfig(heaps=2))
     stream.add_buffer_reader(data)
     assert run_with_timeout(stream.get, 10).cnt == 1
+    # Eventually the ring holds heaps 2 and 3 and the worker blocks on heap 4.
     deadline = time.monotonic() + 10
-    while stream.ringbuffer.size() < 2 and time.monotonic() < deadline:
+    while ((stream.ringbuffer.size() < 2 or stream.stats.worker_blocked < 1)
+           and time.monotonic() < deadline):
         time.sleep(0.001)
+    assert stream.ringbuffer.size() == 2
+    assert stream.stats.worker_blocked >= 1
     run_with_timeout(stream.stop, 10)
     rest = run_with_timeout(lambda: [h.cnt for h in stream], 10)
     assert rest == [2, 3]
@@ -453,10 +467,16 @@ def test_stats_access(impl):
     stream.stop()
     st = stream.stats
     assert isinstance(st, impl.recv.StreamStats)
-    assert len(st) == 11
-    assert list(st) == CORE_STATS + ["test.counter", "test.max"]
-    assert list(st.keys()) == list(st)
-    assert list(st.values()) == [st[i] for i in range(11)]
+    names = list(st)
+    # The config's statistics, at their indices.  spead2gpu may append its own
+    # statistics after them (named "spead2gpu.*"), as spead2's chunk streams
+    # append theirs; spead2 code that looks statistics up by name or by the
+    # index returned from add_stat is unaffected.
+    assert names[:11] == CORE_STATS + ["test.counter", "test.max"]
+    assert all(n.startswith("spead2gpu.") for n in names[11:]), names[11:]
+    assert len(st) == len(names)
+    assert list(st.keys()) == names
+    assert list(st.values()) == [st[i] for i in range(len(names))]
     assert list(st.items()) == list(zip(st.keys(), st.values()))
     for i, name in enumerate(CORE_STATS):
         assert st[name] == st[i] == getattr(st, name)
@@ -468,14 +488,15 @@ def test_stats_access(impl):
     with pytest.raises(KeyError):
         st["nope"]
     with pytest.raises(IndexError):
-        st[11]
+        st[len(names)]
     with pytest.raises(KeyError):
         st["nope"] = 1
     st["test.counter"] = 4
     st[10] = 7
     st.heaps = 10
     assert st["test.counter"] == 4 and st["test.max"] == 7 and st["heaps"] == 10
-    assert [(c.name, c.mode) for c in st.config] == [(c.name, c.mode) for c in cfg.stats]
+    assert [(c.name, c.mode) for c in st.config][:11] == [(c.name, c.mode) for c in cfg.stats]
+    assert len(st.config) == len(names)
 
     other = stream.stats
     other["test.counter"] = 1

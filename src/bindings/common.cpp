@@ -25,18 +25,16 @@ namespace spead2gpu
 
 std::shared_ptr<py_buffer_view> request_buffer_view(const py::object &obj, bool writable)
 {
-    auto *view = new py_buffer_view{py::buffer(obj).request(writable)};
-    // pybind11's buffer_info uses strides; insist on C-contiguity.
-    py::ssize_t expected = view->info.itemsize;
-    for (py::ssize_t i = view->info.ndim - 1; i >= 0; i--)
+    // Ask the exporter itself for a C-contiguous view, so that its own error
+    // (e.g. numpy's "ndarray is not C-contiguous", BufferError) propagates.
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    auto *raw = new Py_buffer;
+    if (PyObject_GetBuffer(obj.ptr(), raw, flags) != 0)
     {
-        if (view->info.shape[i] != 1 && view->info.strides[i] != expected)
-        {
-            delete view;
-            throw py::value_error("buffer is not C-contiguous");
-        }
-        expected *= view->info.shape[i];
+        delete raw;
+        throw py::error_already_set();
     }
+    auto *view = new py_buffer_view{py::buffer_info(raw, true)};
     return std::shared_ptr<py_buffer_view>(view, [](py_buffer_view *v) {
         py::gil_scoped_acquire gil;
         delete v;

@@ -79,9 +79,9 @@ std::vector<descriptor> heap::get_descriptors() const
     std::vector<descriptor> out;
     for (const auto &it : descriptor_items_)
     {
-        descriptor d;
-        if (decode_descriptor(it.ptr, it.length, flavour_.get_bug_compat(), d) && d.id != 0)
-            out.push_back(std::move(d));
+        for (auto &d : decode_descriptors(it.ptr, it.length, flavour_.get_bug_compat()))
+            if (d.id != 0)
+                out.push_back(std::move(d));
     }
     return out;
 }

@@ -66,6 +66,10 @@ packet_result live_heap::add_packet(const packet_header &packet, const live_heap
     else if (!opts.allow_unsized_heaps && heap_length < 0)
         return packet_result::unsized;
     const s_item_pointer_t known_length = heap_length >= 0 ? heap_length : packet.heap_length;
+    // A heap whose items already point beyond its length can never complete:
+    // (as in spead2) the packet that revealed it was accepted, later ones are not.
+    if (known_length >= 0 && min_length > known_length)
+        return packet_result::beyond_heap;
     const s_item_pointer_t start = packet.payload_offset;
     const s_item_pointer_t end = start + packet.payload_length;
     if (known_length >= 0 && end > known_length)

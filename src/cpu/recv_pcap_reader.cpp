@@ -990,6 +990,22 @@ void pcap_reader::start()
 
 void pcap_reader::run()
 {
+    try
+    {
+        replay();
+    }
+    catch (std::exception &e)
+    {
+        // E.g. std::bad_alloc for a heap with an absurd HEAP_LENGTH. End the
+        // stream rather than leave its consumer waiting forever.
+        log_warning(filename + ": pcap replay stopped early: " + e.what());
+        add_packet_state batch(owner);
+        owner.stop_received();
+    }
+}
+
+void pcap_reader::replay()
+{
     capture_cursor &cur = *cursor;
     bool end = false;
     while (!end)

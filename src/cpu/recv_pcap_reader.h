@@ -123,6 +123,8 @@ class pcap_reader : public reader
     bool started = false;
 
     void run();
+    /// The body of run(): feed every record, then stop the stream.
+    void replay();
 
 public:
     /// Maximum number of capture records handled under one stream lock.

@@ -1,4 +1,5 @@
 #include "recv_readers.h"
+#include <cstring>
 
 namespace spead2gpu::recv
 {
@@ -38,10 +39,13 @@ void mem_reader::run()
             std::size_t n = batch.add_packet(data + pos, size - pos);
             if (n == 0)
             {
+                // Resynchronise: look for the next SPEAD magic byte by byte
+                // (packets need not be multiples of 8 bytes long).
                 if (!in_garbage)
                     batch.add_malformed(batch.last_status);
                 in_garbage = true;
-                pos += std::min<std::size_t>(8, size - pos);
+                const void *next = std::memchr(data + pos + 1, 0x53, size - pos - 1);
+                pos = next ? std::size_t(static_cast<const std::uint8_t *>(next) - data) : size;
             }
             else
             {

@@ -17,9 +17,10 @@ namespace spead2gpu::recv
 
 /**
  * Reads packets from a contiguous buffer of concatenated packets, in
- * batches, on one worker thread. Bytes that do not decode are skipped 8 at
- * a time (resynchronising) and each run of them counts as one malformed
- * packet. The end of the buffer stops the stream.
+ * batches, on one worker thread. Unlike spead2, which abandons the buffer at
+ * the first undecodable packet, bytes that do not decode are skipped up to the
+ * next SPEAD magic byte (resynchronising), and each run of them counts as one
+ * malformed packet. The end of the buffer stops the stream.
  */
 class mem_reader : public reader
 {

@@ -147,8 +147,15 @@ void stream::start()
 void stream::flush()
 {
     std::uint64_t flushed = 0, delivered = 0;
-    for (auto &h : heaps)
+    const std::size_t max_heaps = config.get_max_heaps();
+    // Oldest first: each substream's ring from the next slot to be reused.
+    for (std::size_t sub = 0; sub < head.size(); sub++)
+    for (std::size_t k = 0; k < max_heaps; k++)
     {
+        std::size_t slot = head[sub] + k;
+        if (slot >= max_heaps)
+            slot -= max_heaps;
+        live_heap &h = heaps[sub * max_heaps + slot];
         if (h.empty())
             continue;
         live_heap tmp = std::move(h);

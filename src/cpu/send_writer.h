@@ -41,7 +41,9 @@ struct transmit_packet
  * finishes the batch synchronously (returns true), or returns false and
  * later calls write_done() exactly once, from any thread - typically a
  * thread-pool worker running an fd_watch that waited for the socket to
- * become writable. Writers must not block a worker thread indefinitely.
+ * become writable - but never from inside write_packets() itself (the
+ * stream continues its work inside write_done()). Writers must not block a
+ * worker thread indefinitely.
  *
  * Writers that transmit bytes over the network (UDP with sendmmsg/GSO, TCP)
  * fit the same interface: they translate each packet's pieces into iovecs.

@@ -68,7 +68,7 @@ void fd_watch::unwatch()
         if (registered)
             epoll_ctl(pool.epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
     }
-    idle_cond.wait(lock, [this] { return !running; });
+    idle_cond.wait(lock, [this] { return running == 0; });
 }
 
 bool fd_watch::is_removed()
@@ -83,12 +83,12 @@ void fd_watch::dispatch()
         std::lock_guard<std::mutex> lock(mutex);
         if (removed)
             return;
-        running = true;
+        running++;
     }
     run_guarded([this] { on_ready(); });
     std::lock_guard<std::mutex> lock(mutex);
-    running = false;
-    idle_cond.notify_all();
+    if (--running == 0)
+        idle_cond.notify_all();
 }
 
 thread_pool::thread_pool(int num_threads, const std::vector<int> &affinity)

@@ -34,7 +34,7 @@ class fd_watch
     std::mutex mutex;
     std::condition_variable idle_cond;
     bool registered = false;
-    bool running = false;
+    int running = 0;     ///< callbacks in progress (a re-armed watch may overlap briefly)
     bool removed = false;
 
     void dispatch();

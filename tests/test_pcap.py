@@ -1,0 +1,908 @@
+"""recv.Stream.add_udp_pcap_file_reader: classic pcap and pcapng files, all
+supported link types, filters (libpcap and the built-in subset), malformed
+captures, and real loopback traffic captured by tcpdump.
+
+The packets are produced by spead2's own sender (``PacketGenerator``) and
+wrapped here in link, IP and UDP headers.  Where spead2's pcap reader can
+read the file (Ethernet or Linux SLL with IPv4) spead2gpu must get exactly the
+heaps spead2 gets from the same file and filter.  For the encapsulations only
+spead2gpu understands (VLAN, IPv6, SLL2, raw IP, loopback) it must get the
+heaps spead2 gets from the same datagrams in a plain Ethernet/IPv4 capture.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import random
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+import spead2gpu
+import spead2gpu.recv
+from conftest import heap_summary, run_with_timeout
+
+spead2 = pytest.importorskip("spead2")
+import spead2.recv  # noqa: E402
+import spead2.send  # noqa: E402
+
+MALFORMED = "spead2gpu.malformed_packets"
+MAIN_PORT = 8888
+OTHER_PORT = 9999
+JUNK_PORT = 9998
+
+
+# ---------------------------------------------------------------------------
+# Building packets and capture files
+# ---------------------------------------------------------------------------
+
+def sender_packets(n_heaps=6, size=3000, first_cnt=1, mps=1472, seed=0, end=False):
+    """SPEAD packets of ``n_heaps`` heaps made by spead2's sender."""
+    rng = np.random.default_rng(seed)
+    ig = spead2.send.ItemGroup()
+    ig.add_item(0x1000, "samples", "some samples", shape=(size,), dtype=np.uint8)
+    ig.add_item(0x1001, "timestamp", "a timestamp", shape=(), format=[("u", 48)])
+    ig.add_item(0x1002, "label", "a label", shape=(None,), format=[("c", 8)])
+    out = []
+    cnt = first_cnt
+    for i in range(n_heaps):
+        ig["samples"].value = rng.integers(0, 256, size, dtype=np.uint8)
+        ig["timestamp"].value = 1000 * (i + seed)
+        ig["label"].value = f"heap {i} of stream {seed}"
+        out += [bytes(p) for p in spead2.send.PacketGenerator(ig.get_heap(), cnt, mps)]
+        cnt += 1
+    if end:
+        out += [bytes(p) for p in spead2.send.PacketGenerator(ig.get_end(), cnt, mps)]
+    return out
+
+
+def _csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+def udp(payload, sport=7000, dport=MAIN_PORT, length=None):
+    return struct.pack("!HHHH", sport, dport, 8 + len(payload) if length is None else length, 0) + payload
+
+
+def ipv4(l4, proto=17, flags_frag=0x4000, ihl=5, total=None, src="10.0.0.1", dst="10.0.0.2"):
+    opts = b"\x01" * ((ihl - 5) * 4)   # NOP options
+    tl = 20 + len(opts) + len(l4) if total is None else total
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, tl & 0xFFFF, 1, flags_frag, 64, proto, 0,
+                      socket.inet_aton(src), socket.inet_aton(dst)) + opts
+    return hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:] + l4
+
+
+def ipv6(l4, nh=17, ext=b"", plen=None):
+    src = socket.inet_pton(socket.AF_INET6, "fd00::1")
+    dst = socket.inet_pton(socket.AF_INET6, "fd00::2")
+    pl = len(ext) + len(l4) if plen is None else plen
+    return struct.pack("!IHBB16s16s", 0x60000000, pl, nh, 64, src, dst) + ext + l4
+
+
+def ext_header(nh, length8=1):
+    """A generic IPv6 extension header (hop-by-hop/routing/destination) of
+    ``length8`` units of 8 bytes, padded with PadN."""
+    body = bytes([1, length8 * 8 - 4]) + b"\0" * (length8 * 8 - 4)
+    return bytes([nh, length8 - 1]) + body
+
+
+def frag_header(nh, offset=0, more=False):
+    return struct.pack("!BBHI", nh, 0, (offset << 3) | int(more), 0x1234)
+
+
+ETH_SRC = b"\x02\x00\x00\x00\x00\x01"
+ETH_DST = b"\x02\x00\x00\x00\x00\x02"
+
+
+def eth(l3, ethertype=0x0800, vlans=()):
+    out = ETH_DST + ETH_SRC
+    for tpid, tci in vlans:
+        out += struct.pack("!HH", tpid, tci)
+    return out + struct.pack("!H", ethertype) + l3
+
+
+def sll(l3, proto=0x0800):
+    return struct.pack("!HHH8sH", 0, 1, 6, ETH_SRC + b"\0\0", proto) + l3
+
+
+def sll2(l3, proto=0x0800):
+    return struct.pack("!HHIHBB8s", proto, 0, 1, 1, 0, 6, ETH_SRC + b"\0\0") + l3
+
+
+#: link name -> (pcap LINKTYPE, wrap(l3 bytes, ip version) -> frame)
+LINKS = {
+    "ethernet": (1, lambda l3, v: eth(l3, 0x0800 if v == 4 else 0x86DD)),
+    "vlan": (1, lambda l3, v: eth(l3, 0x0800 if v == 4 else 0x86DD, [(0x8100, 42)])),
+    "qinq": (1, lambda l3, v: eth(l3, 0x0800 if v == 4 else 0x86DD, [(0x88A8, 7), (0x8100, 42)])),
+    "sll": (113, lambda l3, v: sll(l3, 0x0800 if v == 4 else 0x86DD)),
+    "sll2": (276, lambda l3, v: sll2(l3, 0x0800 if v == 4 else 0x86DD)),
+    "raw": (101, lambda l3, v: l3),
+    "raw12": (12, lambda l3, v: l3),
+    "null": (0, lambda l3, v: struct.pack("<I", 2 if v == 4 else 10) + l3),
+    # (libpcap's BPF for these link types expects Linux's AF_INET6, 10)
+    "loop": (108, lambda l3, v: struct.pack(">I", 2 if v == 4 else 10) + l3),
+}
+
+
+def ip_udp(payload, version, sport, dport):
+    if version == 4:
+        return ipv4(udp(payload, sport, dport))
+    return ipv6(udp(payload, sport, dport))
+
+
+class Capture:
+    """A list of captured frames of one link type, with helpers to add
+    SPEAD datagrams and assorted other traffic."""
+
+    def __init__(self, link="ethernet"):
+        self.link = link
+        self.linktype, self._wrap = LINKS[link]
+        self.records = []   # (frame bytes, original length)
+
+    def wrap(self, l3, version=4):
+        return self._wrap(l3, version)
+
+    def add_frame(self, frame, orig_len=None):
+        self.records.append((frame, len(frame) if orig_len is None else orig_len))
+
+    def add_l3(self, l3, version=4):
+        self.add_frame(self.wrap(l3, version))
+
+    def add_udp(self, payload, version=4, sport=7000, dport=MAIN_PORT):
+        self.add_l3(ip_udp(payload, version, sport, dport), version)
+
+    def add_noise(self, version=4):
+        """Non-UDP traffic: TCP, ICMP (and an ARP frame on Ethernet)."""
+        tcp = struct.pack("!HHIIBBHHH", 7000, MAIN_PORT, 1, 0, 0x50, 0x02, 1024, 0, 0)
+        if version == 4:
+            self.add_l3(ipv4(tcp, proto=6))
+            self.add_l3(ipv4(b"\x08\0\0\0\0\0\0\0", proto=1))
+        else:
+            self.add_l3(ipv6(tcp, nh=6), 6)
+            self.add_l3(ipv6(b"\x80\0\0\0\0\0\0\0", nh=58), 6)
+        if self.linktype == 1:
+            self.add_frame(eth(b"\0\1\x08\0\6\4\0\1" + b"\0" * 20, 0x0806))
+
+    def pcap(self, endian="<", nano=False, snaplen=262144):
+        magic = 0xA1B23C4D if nano else 0xA1B2C3D4
+        out = [struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, snaplen, self.linktype)]
+        for i, (data, orig) in enumerate(self.records):
+            out.append(struct.pack(endian + "IIII", 1700000000 + i, i * 7, len(data), orig) + data)
+        return b"".join(out)
+
+    def pcapng(self, endian="<", simple=False, extra_blocks=True):
+        out = [ng_shb(endian), ng_idb(self.linktype, endian)]
+        if extra_blocks:
+            out.append(ng_block(4, struct.pack(endian + "HH", 0, 0), endian))   # empty NRB
+        for i, (data, orig) in enumerate(self.records):
+            if simple:
+                out.append(ng_spb(data, endian, orig))
+            else:
+                out.append(ng_epb(data, 0, endian, orig, ts=i * 1000))
+            if extra_blocks and i % 5 == 0:
+                out.append(ng_block(0x00000BAD, b"\0\0\0\0custom", endian))     # custom block
+        if extra_blocks:
+            out.append(ng_block(5, struct.pack(endian + "III", 0, 0, 0), endian))  # ISB
+        return b"".join(out)
+
+
+def _pad4(b):
+    return b + b"\0" * (-len(b) % 4)
+
+
+def ng_block(btype, body, endian="<"):
+    body = _pad4(body)
+    n = 12 + len(body)
+    return struct.pack(endian + "II", btype, n) + body + struct.pack(endian + "I", n)
+
+
+def ng_shb(endian="<"):
+    return ng_block(0x0A0D0D0A, struct.pack(endian + "IHHq", 0x1A2B3C4D, 1, 0, -1), endian)
+
+
+def ng_idb(linktype, endian="<", snaplen=0):
+    # with an if_tsresol option (ignored by the reader) and opt_endofopt
+    opts = struct.pack(endian + "HH", 9, 1) + b"\x06\0\0\0" + struct.pack(endian + "HH", 0, 0)
+    return ng_block(1, struct.pack(endian + "HHI", linktype, 0, snaplen) + opts, endian)
+
+
+def ng_epb(data, iface=0, endian="<", orig=None, ts=0):
+    return ng_block(6, struct.pack(endian + "IIIII", iface, ts >> 32, ts & 0xFFFFFFFF, len(data),
+                                   len(data) if orig is None else orig) + data, endian)
+
+
+def ng_spb(data, endian="<", orig=None):
+    return ng_block(3, struct.pack(endian + "I", len(data) if orig is None else orig) + data, endian)
+
+
+def count_pcap_records(path):
+    """Number of complete records in a classic pcap file (for tcpdump)."""
+    try:
+        data = open(path, "rb").read()
+    except OSError:
+        return 0
+    if len(data) < 24:
+        return 0
+    endian = "<" if struct.unpack_from("<I", data)[0] in (0xA1B2C3D4, 0xA1B23C4D) else ">"
+    pos, n = 24, 0
+    while pos + 16 <= len(data):
+        caplen = struct.unpack_from(endian + "I", data, pos + 8)[0]
+        if pos + 16 + caplen > len(data):
+            break
+        pos += 16 + caplen
+        n += 1
+    return n
+
+
+# ---------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------
+
+def read_pcap(mod, path, filter="", config=None):
+    """(heap summaries, stats) of everything ``mod`` reads from ``path``."""
+    stream = mod.recv.Stream(mod.ThreadPool(), mod.recv.StreamConfig(**(config or {})),
+                             mod.recv.RingStreamConfig())
+    stream.add_udp_pcap_file_reader(str(path), filter)
+
+    def drain():
+        return [heap_summary(mod, h) for h in stream]
+
+    heaps = run_with_timeout(drain, 30)
+    stream.stop()
+    return heaps, stream.stats
+
+
+def read_both(path, filter=""):
+    ours, ours_stats = read_pcap(spead2gpu, path, filter)
+    theirs, theirs_stats = read_pcap(spead2, path, filter)
+    return ours, theirs, ours_stats, theirs_stats
+
+
+def assert_same_heaps(ours, theirs):
+    assert [h[1] for h in ours] == [h[1] for h in theirs], "heap cnts differ"
+    assert ours == theirs
+
+
+def reference_heaps(datagrams, tmp_path, name="reference.pcap"):
+    """What spead2 reads from these UDP payloads in a plain Ethernet/IPv4 capture."""
+    cap = Capture("ethernet")
+    for d in datagrams:
+        cap.add_udp(d)
+    path = tmp_path / name
+    path.write_bytes(cap.pcap())
+    heaps, _ = read_pcap(spead2, path)
+    return heaps
+
+
+def libpcap_available():
+    for name in ("libpcap.so.1", "libpcap.so.0.8", "libpcap.so"):
+        try:
+            ctypes.CDLL(name)
+            return True
+        except OSError:
+            pass
+    return False
+
+
+@pytest.fixture(params=["libpcap", "builtin"])
+def filter_mode(request, monkeypatch):
+    """Run once with libpcap filters (if libpcap can be loaded) and once
+    with the built-in filter subset."""
+    if request.param == "libpcap":
+        if not libpcap_available():
+            pytest.skip("libpcap is not installed")
+        monkeypatch.delenv("SPEAD2GPU_NO_LIBPCAP", raising=False)
+    else:
+        monkeypatch.setenv("SPEAD2GPU_NO_LIBPCAP", "1")
+    return request.param
+
+
+def mixed_capture(link, main, other, junk=True, noise=True, version=4):
+    """Main-stream datagrams on MAIN_PORT interleaved with a second SPEAD
+    stream on OTHER_PORT, non-SPEAD UDP on JUNK_PORT and non-UDP traffic."""
+    cap = Capture(link)
+    oi = 0
+    for i, p in enumerate(main):
+        cap.add_udp(p, version, 7000, MAIN_PORT)
+        if i % 3 == 1 and oi < len(other):
+            cap.add_udp(other[oi], version, 7001, OTHER_PORT)
+            oi += 1
+        if junk and i % 4 == 2:
+            cap.add_udp(b"not a SPEAD packet " * (i % 3), version, 7002, JUNK_PORT)
+        if noise and i % 5 == 3:
+            cap.add_noise(version)
+    for p in other[oi:]:
+        cap.add_udp(p, version, 7001, OTHER_PORT)
+    return cap
+
+
+# ---------------------------------------------------------------------------
+# Same file, same heaps as spead2
+# ---------------------------------------------------------------------------
+
+CONTAINERS = {
+    "pcap-le-us": lambda c: c.pcap("<"),
+    "pcap-be-us": lambda c: c.pcap(">"),
+    "pcap-le-ns": lambda c: c.pcap("<", nano=True),
+    "pcap-be-ns": lambda c: c.pcap(">", nano=True),
+    "pcapng-le": lambda c: c.pcapng("<"),
+    "pcapng-be": lambda c: c.pcapng(">"),
+    "pcapng-spb": lambda c: c.pcapng("<", simple=True),
+}
+
+
+@pytest.mark.parametrize("container", sorted(CONTAINERS))
+@pytest.mark.parametrize("link", ["ethernet", "sll"])
+def test_same_as_spead2(tmp_path, container, link):
+    main = sender_packets(8, seed=1)
+    other = sender_packets(3, first_cnt=100, seed=2, size=500)
+    cap = mixed_capture(link, main, other)
+    path = tmp_path / "capture"
+    path.write_bytes(CONTAINERS[container](cap))
+    ours, theirs, ours_stats, theirs_stats = read_both(path)
+    assert len(theirs) == 11
+    assert_same_heaps(ours, theirs)
+    assert ours_stats["packets"] == theirs_stats["packets"]
+    assert ours_stats["heaps"] == theirs_stats["heaps"]
+    # the non-SPEAD datagrams on JUNK_PORT are counted as malformed
+    n_junk = sum(1 for i in range(len(main)) if i % 4 == 2)
+    assert ours_stats[MALFORMED] == n_junk
+
+
+@pytest.mark.parametrize("mps", [200, 1472, 9000])
+def test_packet_sizes(tmp_path, mps):
+    main = sender_packets(5, size=20000, mps=mps, seed=3)
+    cap = mixed_capture("ethernet", main, [], junk=False, noise=False)
+    path = tmp_path / "capture.pcap"
+    path.write_bytes(cap.pcap())
+    ours, theirs, ours_stats, theirs_stats = read_both(path)
+    assert len(theirs) == 5
+    assert_same_heaps(ours, theirs)
+    assert ours_stats[MALFORMED] == 0
+
+
+def test_ethernet_padding_and_trailer(tmp_path):
+    """Bytes after the UDP datagram (Ethernet padding, FCS) are not payload."""
+    main = sender_packets(3, seed=4)
+    cap = Capture("ethernet")
+    for p in main:
+        cap.add_frame(eth(ipv4(udp(p))) + b"\0\0\0\0")           # FCS-like trailer
+    small = sender_packets(2, size=1, first_cnt=50, seed=5)     # short frames
+    for p in small:
+        cap.add_frame(eth(ipv4(udp(p))).ljust(60 + 64, b"\0"))  # padded
+    # an IP packet with options (IHL 6)
+    extra = sender_packets(1, first_cnt=60, seed=6)
+    for p in extra:
+        cap.add_frame(eth(ipv4(udp(p), ihl=6)))
+    path = tmp_path / "padded.pcap"
+    path.write_bytes(cap.pcap())
+    ours, theirs, _, _ = read_both(path)
+    assert len(theirs) == 6
+    assert_same_heaps(ours, theirs)
+
+
+def test_stop_item_in_capture(tmp_path):
+    """A STOP heap in the middle of the file ends the stream as in spead2."""
+    main = sender_packets(3, seed=7, end=True) + sender_packets(3, first_cnt=10, seed=8)
+    cap = mixed_capture("ethernet", main, [], junk=False)
+    path = tmp_path / "stop.pcap"
+    path.write_bytes(cap.pcap())
+    ours, theirs, _, _ = read_both(path)
+    assert [h[1] for h in theirs] == [1, 2, 3]
+    assert_same_heaps(ours, theirs)
+
+
+def test_stream_config(tmp_path):
+    """Stream options apply to pcap input as to any reader (substreams, out of order)."""
+    main = sender_packets(6, seed=9)
+    random.Random(1).shuffle(main)
+    cap = mixed_capture("ethernet", main, [], junk=False)
+    path = tmp_path / "shuffled.pcap"
+    path.write_bytes(cap.pcap())
+    config = dict(allow_out_of_order=True, max_heaps=8, substreams=2)
+    ours, _ = read_pcap(spead2gpu, path, config=config)
+    theirs, _ = read_pcap(spead2, path, config=config)
+    assert sorted(h[1] for h in theirs) == [1, 2, 3, 4, 5, 6]
+    assert sorted(ours) == sorted(theirs)
+
+
+# ---------------------------------------------------------------------------
+# Encapsulations that only spead2gpu reads: compare with spead2 on an
+# equivalent Ethernet/IPv4 capture
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("link", sorted(LINKS))
+@pytest.mark.parametrize("version", [4, 6])
+@pytest.mark.parametrize("container", ["pcap-le-us", "pcap-be-ns", "pcapng-be"])
+def test_link_types(tmp_path, filter_mode, link, version, container):
+    main = sender_packets(5, seed=10)
+    other = sender_packets(2, first_cnt=100, seed=11, size=100)
+    cap = mixed_capture(link, main, other, version=version)
+    path = tmp_path / "capture"
+    path.write_bytes(CONTAINERS[container](cap))
+    ours, stats = read_pcap(spead2gpu, path)
+    expected = reference_heaps([d for d in _udp_payloads(main, other)], tmp_path)
+    assert len(expected) == 7
+    assert_same_heaps(ours, expected)
+    # the filtered view: only the main stream.  BPF (libpcap) needs "vlan"
+    # once per tag; the built-in filter looks through VLAN tags.
+    filter = f"udp dst port {MAIN_PORT}"
+    if filter_mode == "libpcap":
+        filter = "vlan and " * {"vlan": 1, "qinq": 2}.get(link, 0) + filter
+    ours_main, _ = read_pcap(spead2gpu, path, filter)
+    assert_same_heaps(ours_main, reference_heaps(main, tmp_path, "main.pcap"))
+
+
+def _udp_payloads(main, other):
+    """The SPEAD datagrams of mixed_capture in file order."""
+    out = []
+    oi = 0
+    for i, p in enumerate(main):
+        out.append(p)
+        if i % 3 == 1 and oi < len(other):
+            out.append(other[oi])
+            oi += 1
+    return out + other[oi:]
+
+
+def test_ipv6_extension_headers(tmp_path):
+    main = sender_packets(4, seed=12)
+    cap = Capture("ethernet")
+    for i, p in enumerate(main):
+        u = udp(p)
+        if i % 4 == 0:
+            l3 = ipv6(u, nh=0, ext=ext_header(17))                        # hop-by-hop
+        elif i % 4 == 1:
+            l3 = ipv6(u, nh=60, ext=ext_header(43, 2) + ext_header(17))   # dest opts + routing
+        elif i % 4 == 2:
+            l3 = ipv6(u, nh=44, ext=frag_header(17))                      # atomic fragment
+        else:
+            l3 = ipv6(u)
+        cap.add_l3(l3, 6)
+    # real fragments are not reassembled: counted as malformed
+    frag = sender_packets(1, first_cnt=77, seed=13, size=10)[0]
+    cap.add_l3(ipv6(udp(frag), nh=44, ext=frag_header(17, more=True)), 6)
+    cap.add_l3(ipv6(frag[:16], nh=44, ext=frag_header(17, offset=2)), 6)
+    path = tmp_path / "ext.pcap"
+    path.write_bytes(cap.pcap())
+    ours, stats = read_pcap(spead2gpu, path)
+    assert_same_heaps(ours, reference_heaps(main, tmp_path))
+    assert stats[MALFORMED] == 2
+
+
+def test_multiple_sections_and_interfaces(tmp_path):
+    """pcapng with two sections of different byte order, several interfaces
+    of different link types, and packets on an interface id that was never
+    declared (skipped)."""
+    main = sender_packets(6, seed=14)
+    blocks = [ng_shb("<"), ng_idb(1, "<"), ng_idb(101, "<"), ng_idb(276, "<")]
+    half = len(main) // 2
+    for i, p in enumerate(main[:half]):
+        l3 = ip_udp(p, 4, 7000, MAIN_PORT)
+        frames = [eth(l3), l3, sll2(l3)]
+        blocks.append(ng_epb(frames[i % 3], i % 3, "<"))
+    blocks.append(ng_epb(eth(ipv4(udp(b"junk"))), 7, "<"))    # undeclared interface
+    blocks += [ng_shb(">"), ng_idb(113, ">"), ng_idb(1, ">")]
+    for i, p in enumerate(main[half:]):
+        l3 = ip_udp(p, 6, 7000, MAIN_PORT)
+        blocks.append(ng_epb(sll(l3, 0x86DD) if i % 2 else eth(l3, 0x86DD), 1 - i % 2, ">"))
+    path = tmp_path / "sections.pcapng"
+    path.write_bytes(b"".join(blocks))
+    ours, stats = read_pcap(spead2gpu, path)
+    assert_same_heaps(ours, reference_heaps(main, tmp_path))
+    assert stats[MALFORMED] == 1
+
+
+# ---------------------------------------------------------------------------
+# Filters
+# ---------------------------------------------------------------------------
+
+FILTERS = [
+    "",
+    "udp",
+    f"udp port {MAIN_PORT}",
+    f"udp dst port {MAIN_PORT}",
+    f"udp src port 7001",
+    f"port {OTHER_PORT}",
+    f"dst port {OTHER_PORT}",
+    "src port 7000",
+    f"udp and dst port {MAIN_PORT}",
+    f"udp && port {OTHER_PORT}",
+    f"ip and udp dst port {MAIN_PORT}",
+    f"port {MAIN_PORT} and port 7000",
+    f"port {MAIN_PORT} and port 7001",
+    "udp port 1",
+]
+
+
+@pytest.mark.parametrize("filter", FILTERS)
+def test_filter_same_as_spead2(tmp_path, filter_mode, filter):
+    main = sender_packets(6, seed=15)
+    other = sender_packets(4, first_cnt=100, seed=16, size=700)
+    cap = mixed_capture("ethernet", main, other)
+    path = tmp_path / "filter.pcap"
+    path.write_bytes(cap.pcap())
+    ours, theirs, ours_stats, theirs_stats = read_both(path, filter)
+    assert_same_heaps(ours, theirs)
+    assert ours_stats["packets"] == theirs_stats["packets"]
+
+
+@pytest.mark.parametrize("filter", [f"udp dst port {MAIN_PORT}", f"port {OTHER_PORT}", "ip6", "ip"])
+def test_filter_ipv6(tmp_path, filter_mode, filter):
+    """Filters select IPv4 and IPv6 datagrams alike (spead2 has no IPv6)."""
+    main = sender_packets(4, seed=17)
+    other = sender_packets(3, first_cnt=100, seed=18, size=700)
+    cap = Capture("ethernet")
+    for i, p in enumerate(main):
+        cap.add_udp(p, 6 if i % 2 else 4, 7000, MAIN_PORT)
+    for p in other:
+        cap.add_udp(p, 6, 7001, OTHER_PORT)
+    path = tmp_path / "mixed-ip.pcap"
+    path.write_bytes(cap.pcap())
+    ours, _ = read_pcap(spead2gpu, path, filter)
+    expected = {
+        f"udp dst port {MAIN_PORT}": main,
+        f"port {OTHER_PORT}": other,
+        "ip6": [p for i, p in enumerate(main) if i % 2] + other,
+        "ip": [p for i, p in enumerate(main) if not i % 2],
+    }[filter]
+    assert_same_heaps(ours, reference_heaps(expected, tmp_path))
+
+
+@pytest.mark.parametrize("filter", ["udp or tcp", "tcp", "udp port", "port 70000", "and",
+                                    "udp and", "port 0x10", "(udp)", "host 10.0.0.1"])
+def test_filter_unsupported_without_libpcap(tmp_path, monkeypatch, filter):
+    monkeypatch.setenv("SPEAD2GPU_NO_LIBPCAP", "1")
+    path = tmp_path / "f.pcap"
+    path.write_bytes(mixed_capture("ethernet", sender_packets(1), []).pcap())
+    stream = spead2gpu.recv.Stream(spead2gpu.ThreadPool())
+    with pytest.raises(ValueError, match="libpcap") as info:
+        stream.add_udp_pcap_file_reader(str(path), filter)
+    assert repr(filter) in str(info.value)
+    stream.stop()
+
+
+def test_filter_libpcap_syntax(tmp_path, monkeypatch):
+    if not libpcap_available():
+        pytest.skip("libpcap is not installed")
+    monkeypatch.delenv("SPEAD2GPU_NO_LIBPCAP", raising=False)
+    main = sender_packets(3, seed=19)
+    other = sender_packets(2, first_cnt=100, seed=20, size=100)
+    path = tmp_path / "f.pcap"
+    path.write_bytes(mixed_capture("ethernet", main, other).pcap())
+    # Full BPF syntax works...
+    ours, theirs, _, _ = read_both(path, f"(udp dst port {OTHER_PORT}) or (src host 10.0.0.1 and udp port 1)")
+    assert_same_heaps(ours, theirs)
+    assert [h[1] for h in ours] == [100, 101]
+    # ...and a syntax error raises RuntimeError with libpcap's message, as in spead2
+    msgs = []
+    for mod in (spead2gpu, spead2):
+        stream = mod.recv.Stream(mod.ThreadPool())
+        with pytest.raises(RuntimeError) as info:
+            stream.add_udp_pcap_file_reader(str(path), "udp prt 9999")
+        msgs.append(str(info.value))
+        stream.stop()
+    assert msgs[0] == msgs[1]
+
+
+# ---------------------------------------------------------------------------
+# Malformed and truncated captures
+# ---------------------------------------------------------------------------
+
+def test_bad_records_keep_good_heaps(tmp_path):
+    """Broken records between the good ones are skipped (and counted where
+    they are UDP), and every good heap still arrives, as in spead2."""
+    main = sender_packets(6, seed=21)
+    cap = Capture("ethernet")
+    bad = sender_packets(1, first_cnt=500, seed=22, size=2000)[0]
+    n_malformed = 0
+    for i, p in enumerate(main):
+        cap.add_udp(p)
+        kind = i % 9
+        if kind == 0:    # truncated by the snap length
+            f = eth(ipv4(udp(bad)))
+            cap.add_frame(f[:100], len(f))
+        elif kind == 1:  # IPv4 fragment (more fragments)
+            cap.add_frame(eth(ipv4(udp(bad), flags_frag=0x2000)))
+        elif kind == 2:  # IPv4 fragment (offset)
+            cap.add_frame(eth(ipv4(bad[:100], flags_frag=0x0010)))
+        elif kind == 3:  # UDP length beyond the IP packet
+            cap.add_frame(eth(ipv4(udp(bad, length=len(bad) + 100))))
+        elif kind == 4:  # UDP length one short: SPEAD size mismatch
+            cap.add_frame(eth(ipv4(udp(bad, length=len(bad) + 7))))
+        elif kind == 5:  # IP total length beyond the frame
+            cap.add_frame(eth(ipv4(udp(bad), total=len(bad) + 200)))
+        elif kind == 6:  # frame cut inside the IP header (not truncated by snaplen)
+            cap.add_frame(eth(ipv4(udp(bad)))[:20])
+        elif kind == 7:  # UDP length < 8
+            cap.add_frame(eth(ipv4(udp(bad, length=4))))
+        elif kind == 8:  # bad IHL
+            cap.add_frame(eth(ipv4(udp(bad))[:0] + b"\x43" + ipv4(udp(bad))[1:]))
+        n_malformed += 1
+    path = tmp_path / "bad.pcap"
+    path.write_bytes(cap.pcap())
+    ours, theirs, ours_stats, theirs_stats = read_both(path)
+    expected = reference_heaps(main, tmp_path)
+    assert len(expected) == 6
+    assert_same_heaps(ours, expected)
+    assert_same_heaps(theirs, expected)
+    assert ours_stats[MALFORMED] == n_malformed
+    assert ours_stats["packets"] == theirs_stats["packets"] == len(main)
+
+
+def test_truncated_good_packet(tmp_path):
+    """A truncated record of a real packet loses (only) that packet's heap."""
+    main = sender_packets(5, seed=23, size=500)      # one packet per heap
+    assert len(main) == 5
+    cap = Capture("ethernet")
+    for i, p in enumerate(main):
+        f = eth(ipv4(udp(p)))
+        if i == 2:
+            cap.add_frame(f[:200], len(f))
+        else:
+            cap.add_frame(f)
+    path = tmp_path / "trunc.pcap"
+    path.write_bytes(cap.pcap())
+    ours, theirs, stats, _ = read_both(path)
+    assert [h[1] for h in theirs] == [1, 2, 4, 5]
+    assert_same_heaps(ours, theirs)
+    assert stats[MALFORMED] == 1
+
+
+@pytest.mark.parametrize("container", ["pcap-le-us", "pcapng-le", "pcapng-spb"])
+def test_file_cut_short(tmp_path, container):
+    """A file cut at any point: no crash; the heaps wholly before the cut arrive."""
+    main = sender_packets(4, seed=24, size=500)      # single-packet heaps
+    cap = mixed_capture("ethernet", main, [], junk=False)
+    data = CONTAINERS[container](cap)
+    full, _ = read_pcap(spead2gpu, _write(tmp_path / "full", data))
+    assert [h[1] for h in full] == [1, 2, 3, 4]
+    cuts = sorted(set(list(range(0, 64)) + list(range(64, len(data), 37)) + [len(data) - 1]))
+    previous = 0
+    for cut in cuts:
+        path = _write(tmp_path / f"cut{cut}", data[:cut])
+        try:
+            heaps, _ = read_pcap(spead2gpu, path)
+        except RuntimeError:
+            assert cut < 28, f"cut at {cut} raised"   # only a missing file header may raise
+            continue
+        assert heaps == full[:len(heaps)]
+        assert len(heaps) >= previous
+        previous = len(heaps)
+    assert previous >= 3
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("container", ["pcap-le-us", "pcap-be-ns", "pcapng-le", "pcapng-be"])
+def test_corrupted_files_do_not_crash(tmp_path, container):
+    """Random byte corruption anywhere in the file never crashes or hangs."""
+    main = sender_packets(3, seed=25, size=800)
+    cap = mixed_capture("sll", main, sender_packets(1, first_cnt=100, seed=26, size=50))
+    data = CONTAINERS[container](cap)
+    # Corrupt the capture structure and the link/IP/UDP headers, not the SPEAD
+    # packets themselves (whose decoding is tested elsewhere; a corrupted
+    # HEAP_LENGTH could ask for an absurd allocation).
+    spead = bytearray(len(data))
+    for p in main:
+        start = data.find(p)
+        assert start >= 0
+        spead[start:start + len(p)] = b"\1" * len(p)
+    positions = [i for i in range(len(data)) if not spead[i]]
+    rng = random.Random(container)
+    for trial in range(60):
+        buf = bytearray(data)
+        for _ in range(rng.choice([1, 2, 5, 20])):
+            pos = rng.choice(positions)
+            buf[pos] = rng.choice([0, 0xFF, rng.randrange(256)])
+        path = _write(tmp_path / f"corrupt{trial}", bytes(buf))
+        try:
+            read_pcap(spead2gpu, path)
+            read_pcap(spead2gpu, path, f"udp port {MAIN_PORT}")
+        except RuntimeError:
+            pass     # a corrupted file header is an error, not a crash
+
+
+def test_pcapng_bad_blocks(tmp_path):
+    """Bad pcapng blocks are skipped where the block length allows it."""
+    main = sender_packets(4, seed=27, size=500)
+    frames = [eth(ipv4(udp(p))) for p in main]
+    blocks = [ng_shb(), ng_idb(1)]
+    blocks.append(ng_epb(frames[0]))
+    blocks.append(ng_block(6, b"\0" * 8))                            # EPB body too short
+    blocks.append(ng_epb(frames[1]))
+    bad_caplen = bytearray(ng_epb(frames[0]))
+    struct.pack_into("<I", bad_caplen, 20, 1 << 20)                  # caplen beyond the block
+    blocks.append(bytes(bad_caplen))
+    blocks.append(ng_epb(frames[2]))
+    blocks.append(ng_epb(frames[3], iface=3))                        # no such interface
+    blocks.append(ng_block(3, b""))                                  # SPB without a length
+    blocks.append(ng_epb(frames[3]))
+    blocks.append(struct.pack("<II", 6, 1 << 30) + b"\0" * 20)       # length beyond the file
+    path = _write(tmp_path / "bad.pcapng", b"".join(blocks))
+    heaps, stats = read_pcap(spead2gpu, path)
+    assert [h[1] for h in heaps] == [1, 2, 3, 4]
+    assert stats[MALFORMED] == 5
+
+
+def test_errors(tmp_path):
+    # missing file: same RuntimeError text as spead2 ("<filename>: <strerror>")
+    missing = str(tmp_path / "does-not-exist.pcap")
+    msgs = []
+    for mod in (spead2gpu, spead2):
+        stream = mod.recv.Stream(mod.ThreadPool())
+        with pytest.raises(RuntimeError) as info:
+            stream.add_udp_pcap_file_reader(missing)
+        msgs.append(str(info.value))
+        stream.stop()
+    assert msgs[0] == msgs[1] == f"{missing}: No such file or directory"
+
+    bad = {
+        "garbage": b"this is not a capture file at all",
+        "empty": b"",
+        "short-header": struct.pack("<IHH", 0xA1B2C3D4, 2, 4),
+        "short-shb": struct.pack("<II", 0x0A0D0D0A, 28),
+        "bad-bom": struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x12345678, 1, 0, -1) + struct.pack("<I", 28),
+        "unsupported-linktype": Capture("ethernet").pcap()[:20] + struct.pack("<I", 105),
+        "unsupported-linktype-ng": ng_shb() + ng_idb(105),
+        "directory": None,
+    }
+    for name, data in bad.items():
+        if data is None:
+            path = tmp_path / "a-directory"
+            path.mkdir()
+        else:
+            path = _write(tmp_path / name, data)
+        stream = spead2gpu.recv.Stream(spead2gpu.ThreadPool())
+        with pytest.raises(RuntimeError) as info:
+            stream.add_udp_pcap_file_reader(str(path))
+        assert str(path) in str(info.value), name
+        stream.stop()
+
+    if os.geteuid() != 0:
+        path = _write(tmp_path / "unreadable.pcap", Capture().pcap())
+        path.chmod(0)
+        stream = spead2gpu.recv.Stream(spead2gpu.ThreadPool())
+        with pytest.raises(RuntimeError, match="Permission denied"):
+            stream.add_udp_pcap_file_reader(str(path))
+
+
+def test_empty_captures(tmp_path):
+    """Valid files without packets just end the stream."""
+    for name, data in [("pcap", Capture().pcap()), ("pcapng", ng_shb()),
+                       ("pcapng-idb", ng_shb() + ng_idb(1))]:
+        heaps, stats = read_pcap(spead2gpu, _write(tmp_path / name, data))
+        assert heaps == [] and stats["packets"] == 0
+
+
+@pytest.mark.parametrize("mod_name", ["spead2gpu", "spead2"])
+def test_keyword_arguments_and_stop(tmp_path, mod_name):
+    """filename/filter keywords; stop() during a long replay returns promptly
+    (repeatedly, with streams destroyed while their reader may still be
+    busy); adding a pcap reader to a stopped stream behaves as in spead2."""
+    mod = spead2gpu if mod_name == "spead2gpu" else spead2
+    main = sender_packets(200, seed=28, size=3000)
+    cap = mixed_capture("ethernet", main, [], junk=False, noise=False)
+    path = _write(tmp_path / "long.pcap", cap.pcap())
+    for _ in range(10):
+        stream = mod.recv.Stream(mod.ThreadPool(), mod.recv.StreamConfig(),
+                                 mod.recv.RingStreamConfig(heaps=2))
+        stream.add_udp_pcap_file_reader(filename=str(path), filter="")
+        first = stream.get()
+        assert first.cnt == 1
+        run_with_timeout(stream.stop, 10)
+        assert stream.stats["heaps"] <= 200
+        stream.add_udp_pcap_file_reader(str(path))     # a no-op, as in spead2
+        del stream
+
+
+def test_explicit_start(tmp_path):
+    main = sender_packets(3, seed=29)
+    path = _write(tmp_path / "c.pcap", mixed_capture("ethernet", main, []).pcap())
+    stream = spead2gpu.recv.Stream(spead2gpu.ThreadPool(), spead2gpu.recv.StreamConfig(explicit_start=True))
+    stream.add_udp_pcap_file_reader(str(path))
+    time.sleep(0.05)
+    assert stream.stats["packets"] == 0
+    stream.start()
+    heaps = run_with_timeout(lambda: [heap_summary(spead2gpu, h) for h in stream], 10)
+    assert_same_heaps(heaps, reference_heaps(main, tmp_path))
+
+
+# ---------------------------------------------------------------------------
+# Real traffic captured by tcpdump
+# ---------------------------------------------------------------------------
+
+def _free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def tcpdump_capture(tmp_path):
+    """Start tcpdump on the loopback interface; yields (path, port, wait)."""
+    exe = shutil.which("tcpdump")
+    if exe is None:
+        pytest.skip("tcpdump is not installed")
+    port = _free_udp_port()
+    path = tmp_path / "loopback.pcap"
+    cmd = [exe, "-i", "lo", "-n", "-U", "-s", "0", "-w", str(path)]
+    if os.geteuid() == 0:
+        cmd += ["-Z", "root"]     # keep write access to tmp_path
+    cmd += ["udp", "port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    line = b""
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if b"listening on" in line or not line:
+            break
+    if b"listening on" not in line:
+        proc.kill()
+        err = line + proc.stderr.read()
+        proc.wait()
+        pytest.skip(f"cannot capture on lo with tcpdump: {err.decode(errors='replace').strip()}")
+
+    def wait(n_packets, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and count_pcap_records(path) < n_packets:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)
+        return count_pcap_records(path)
+
+    yield path, port, wait
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def test_tcpdump_loopback(tcpdump_capture):
+    path, port, wait = tcpdump_capture
+    # a receiver, so that the datagrams are not answered with ICMP errors
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", port))
+    sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    try:
+        sender = spead2.send.UdpStream(
+            spead2.ThreadPool(), [("127.0.0.1", port)],
+            spead2.send.StreamConfig(max_packet_size=1472, rate=50e6))
+        ig = spead2.send.ItemGroup()
+        ig.add_item(0x1000, "samples", "", shape=(20000,), dtype=np.int16)
+        ig.add_item(0x1001, "timestamp", "", shape=(), format=[("u", 48)])
+        rng = np.random.default_rng(30)
+        n_heaps = 20
+        for i in range(n_heaps):
+            ig["samples"].value = rng.integers(-30000, 30000, 20000, dtype=np.int16)
+            ig["timestamp"].value = i * 20000
+            sender.send_heap(ig.get_heap())
+        sender.send_heap(ig.get_end())
+        del sender
+        expected_packets = n_heaps * (40000 // 1424 + 1) + 1
+        captured = wait(expected_packets)
+    finally:
+        sink.close()
+    assert captured > 0
+    for filter in ["", f"udp dst port {port}"]:
+        ours, theirs, ours_stats, theirs_stats = read_both(path, filter)
+        assert len(theirs) >= 1
+        assert_same_heaps(ours, theirs)
+        assert ours_stats["packets"] == theirs_stats["packets"]
+    ours_other, _ = read_pcap(spead2gpu, path, f"udp dst port {port + 1 if port < 65535 else 1}")
+    assert ours_other == []
