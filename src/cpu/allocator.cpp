@@ -10,8 +10,11 @@ namespace spead2gpu
 
 memory_allocator::pointer memory_allocator::allocate(std::size_t size, void *hint)
 {
-    std::size_t rounded = (size + 63) & ~std::size_t(63);
-    void *ptr = std::aligned_alloc(64, rounded ? rounded : 64);
+    // Plain malloc (16-byte aligned): glibc serves repeated large requests
+    // from its heap once the dynamic mmap threshold has risen, whereas
+    // aligned_alloc's padding keeps them above it, costing an mmap and a page
+    // fault per 4 KiB for every heap.
+    void *ptr = std::malloc(size ? size : 1);
     if (!ptr)
         throw std::bad_alloc();
     return make_pointer(static_cast<std::uint8_t *>(ptr));

@@ -17,7 +17,7 @@ namespace spead2gpu
 class thread_pool;
 
 /**
- * Base allocator; also the default (malloc-backed, 64-byte aligned).
+ * Base allocator; also the default (malloc-backed).
  * Allocations are returned as @ref pointer, whose deleter keeps the
  * allocator alive and returns the memory to it.
  */

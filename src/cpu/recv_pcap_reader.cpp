@@ -958,6 +958,9 @@ pcap_reader::pcap_reader(stream &owner, const std::string &filename, const std::
     file = std::make_unique<file_contents>(filename);
     cursor = std::make_unique<capture_cursor>(filename, file->data(), file->size());
     std::vector<std::uint32_t> linktypes = cursor->initial_linktypes();
+    if (cursor->is_pcapng() && linktypes.empty())
+        throw std::runtime_error(filename + ": the capture file has no Interface Description Blocks"
+                                 " before its first packet");
     if (!linktypes.empty()
         && std::none_of(linktypes.begin(), linktypes.end(), linktype_supported))
         throw std::runtime_error(filename + ": unsupported pcap link type "
