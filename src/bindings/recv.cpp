@@ -76,6 +76,8 @@ const char *core_stat_names[] = {
 
 } // namespace
 
+void register_chunk(py::module_ &m);
+
 void register_recv_impl(py::module_ &m)
 {
     py::class_<raw_item>(m, "RawItem", py::buffer_protocol(), "One item of a received heap")
@@ -336,6 +338,7 @@ void register_recv_impl(py::module_ &m)
         .def_property_readonly("ringbuffer",
             py::cpp_function([](ring_stream &s) { return ring_view{&s}; }, py::keep_alive<0, 1>()))
         .def_property_readonly("ring_config", &ring_stream::get_ring_config);
+    register_chunk(m);
 }
 
 } // namespace spead2gpu::recv

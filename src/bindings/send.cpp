@@ -1,7 +1,8 @@
 /**
  * @file send.cpp
  * Bindings for spead2gpu._spead2.send: heaps, packet generator, stream
- * configuration and the bytes / inproc streams (sync and asyncio flavours).
+ * configuration and the bytes / inproc / UDP / TCP streams (sync and
+ * asyncio flavours).
  *
  * GIL rules: the core never takes the GIL. Python objects that a queued heap
  * depends on (the Heap object, whose keep-alive list holds the item buffer
@@ -25,9 +26,67 @@
 #include "send_heap.h"
 #include "send_packet.h"
 #include "send_stream.h"
+#include "send_tcp_writer.h"
+#include "send_udp_writer.h"
+#include "socket_util.h"
+#include "logging.h"
 #include "thread_pool.h"
 
 using namespace pybind11::literals;
+
+namespace spead2gpu
+{
+/// A Python socket.socket of a given type (SOCK_DGRAM or SOCK_STREAM), open.
+template <int Type>
+struct python_socket
+{
+    py::object obj;
+    int fd = -1;
+};
+} // namespace spead2gpu
+
+namespace pybind11
+{
+namespace detail
+{
+/**
+ * Accepts only an open socket.socket of the right type, so that anything
+ * else is an overload mismatch (TypeError), as in spead2.
+ */
+template <int Type>
+struct type_caster<spead2gpu::python_socket<Type>>
+{
+    PYBIND11_TYPE_CASTER(spead2gpu::python_socket<Type>, const_name("socket.socket"));
+
+    bool load(handle src, bool)
+    {
+        object cls = module_::import("socket").attr("socket");
+        if (!isinstance(src, cls))
+            return false;
+        try
+        {
+            if ((src.attr("type").cast<int>() & 0xf) != Type)
+                return false;
+            int fd = src.attr("fileno")().cast<int>();
+            if (fd < 0)
+                return false;
+            value.obj = reinterpret_borrow<object>(src);
+            value.fd = fd;
+            return true;
+        }
+        catch (error_already_set &)
+        {
+            return false;
+        }
+    }
+
+    static handle cast(const spead2gpu::python_socket<Type> &src, return_value_policy, handle)
+    {
+        return src.obj.inc_ref();
+    }
+};
+} // namespace detail
+} // namespace pybind11
 
 namespace spead2gpu
 {
@@ -361,6 +420,171 @@ public:
     }
 };
 
+/* ------------------------------------------------- network streams */
+
+/// Endpoints as Python gives them: (host, port) pairs.
+using endpoint_list = std::vector<std::pair<std::string, std::uint16_t>>;
+
+/// Resolve every endpoint (RuntimeError "resolve: …" if a host is unknown).
+std::vector<socket_address> resolve_endpoints(const endpoint_list &endpoints)
+{
+    std::vector<socket_address> out;
+    out.reserve(endpoints.size());
+    for (const auto &ep : endpoints)
+        out.push_back(resolve_address(ep.first, ep.second));
+    return out;
+}
+
+/**
+ * A stream class over a transport writer. @a Tag only makes each Python
+ * class a distinct C++ type.
+ */
+template <typename Base, int Tag>
+class py_network_stream : public Base
+{
+public:
+    py_network_stream(std::shared_ptr<thread_pool> pool, const stream_config &config,
+                      std::unique_ptr<writer> w)
+    {
+        this->s = std::make_unique<stream>(std::move(pool), config, std::move(w));
+    }
+};
+
+using py_udp_stream = py_network_stream<py_stream, 0>;
+using py_udp_stream_asyncio = py_network_stream<py_asyncio_stream, 1>;
+using py_tcp_stream = py_network_stream<py_stream, 2>;
+using py_tcp_stream_asyncio = py_network_stream<py_asyncio_stream, 3>;
+
+/// Connect a TCP writer synchronously (GIL released); OSError on failure.
+std::unique_ptr<tcp_writer> connect_tcp(const endpoint_list &endpoints, std::size_t buffer_size,
+                                        const std::string &interface_address, bool async)
+{
+    if (endpoints.size() != 1)
+        throw std::invalid_argument("endpoints must contain exactly one element");
+    socket_address peer = resolve_address(endpoints[0].first, endpoints[0].second);
+    socket_address iface;
+    if (!interface_address.empty())
+        iface = resolve_address(interface_address, 0);
+    try
+    {
+        py::gil_scoped_release release;
+        return std::make_unique<tcp_writer>(peer, buffer_size,
+                                            interface_address.empty() ? nullptr : &iface, async);
+    }
+    catch (std::system_error &e)
+    {
+        raise_os_error(e.code());
+    }
+}
+
+/**
+ * A Python object that may be dropped on a thread without the GIL (the
+ * destructor takes it). Used for the connect callback of TcpStreamAsyncio.
+ */
+struct gil_safe_object
+{
+    py::object obj;
+
+    explicit gil_safe_object(py::object obj) : obj(std::move(obj)) {}
+    ~gil_safe_object()
+    {
+        if (obj)
+        {
+            py::gil_scoped_acquire gil;
+            obj = py::object();
+        }
+    }
+};
+
+/// Connect handler calling a Python callback(exc_or_None) on the worker thread.
+tcp_writer::connect_handler make_connect_handler(py::object callback)
+{
+    auto holder = std::make_shared<gil_safe_object>(std::move(callback));
+    return [holder](const std::error_code &ec) {
+        py::gil_scoped_acquire gil;
+        try
+        {
+            py::object cb = std::move(holder->obj);
+            py::object exc = ec ? make_os_error(ec, false) : py::object(py::none());
+            cb(exc);
+        }
+        catch (py::error_already_set &e)
+        {
+            log_warning(std::string("worker thread caught exception: ") + e.what());
+        }
+        catch (std::exception &e)
+        {
+            log_warning(std::string("worker thread caught exception: ") + e.what());
+        }
+    };
+}
+
+/// The UdpStream / UdpStreamAsyncio constructors (spead2's five overloads).
+template <typename T, typename Cls>
+void add_udp_constructors(Cls &cls)
+{
+    cls.def(py::init([](std::shared_ptr<thread_pool> pool, const endpoint_list &endpoints,
+                        const stream_config &config, std::size_t buffer_size,
+                        const std::string &interface_address) {
+                auto eps = resolve_endpoints(endpoints);
+                std::unique_ptr<udp_writer> w;
+                if (interface_address.empty())
+                    w = std::make_unique<udp_writer>(eps, buffer_size);
+                else
+                {
+                    socket_address iface = resolve_address(interface_address, 0);
+                    w = std::make_unique<udp_writer>(eps, buffer_size, &iface);
+                }
+                return new T(std::move(pool), config, std::move(w));
+            }),
+            py::arg("thread_pool").none(false), "endpoints"_a, "config"_a = stream_config(),
+            "buffer_size"_a = udp_writer::default_buffer_size, "interface_address"_a = "");
+    cls.def(py::init([](std::shared_ptr<thread_pool> pool, const endpoint_list &endpoints,
+                        const stream_config &config, std::size_t buffer_size, int ttl) {
+                auto w = std::make_unique<udp_writer>(resolve_endpoints(endpoints), buffer_size, ttl);
+                return new T(std::move(pool), config, std::move(w));
+            }),
+            py::arg("thread_pool").none(false), "endpoints"_a, "config"_a = stream_config(),
+            "buffer_size"_a = udp_writer::default_buffer_size, "ttl"_a);
+    cls.def(py::init([](std::shared_ptr<thread_pool> pool, const endpoint_list &endpoints,
+                        const stream_config &config, std::size_t buffer_size, int ttl,
+                        const std::string &interface_address) {
+                socket_address iface = resolve_address(interface_address, 0, AF_INET);
+                auto w = std::make_unique<udp_writer>(resolve_endpoints(endpoints), buffer_size, ttl, iface);
+                return new T(std::move(pool), config, std::move(w));
+            }),
+            py::arg("thread_pool").none(false), "endpoints"_a, "config"_a = stream_config(),
+            "buffer_size"_a = udp_writer::default_buffer_size, "ttl"_a, "interface_address"_a);
+    cls.def(py::init([](std::shared_ptr<thread_pool> pool, const endpoint_list &endpoints,
+                        const stream_config &config, std::size_t buffer_size, int ttl,
+                        unsigned int interface_index) {
+                auto w = std::make_unique<udp_writer>(resolve_endpoints(endpoints), buffer_size, ttl,
+                                                      interface_index);
+                return new T(std::move(pool), config, std::move(w));
+            }),
+            py::arg("thread_pool").none(false), "endpoints"_a, "config"_a = stream_config(),
+            "buffer_size"_a = udp_writer::default_buffer_size, "ttl"_a, "interface_index"_a);
+    cls.def(py::init([](std::shared_ptr<thread_pool> pool, const python_socket<SOCK_DGRAM> &sock,
+                        const endpoint_list &endpoints, const stream_config &config) {
+                auto w = std::make_unique<udp_writer>(sock.fd, resolve_endpoints(endpoints));
+                return new T(std::move(pool), config, std::move(w));
+            }),
+            py::arg("thread_pool").none(false), "socket"_a, "endpoints"_a, "config"_a = stream_config());
+    cls.attr("DEFAULT_BUFFER_SIZE") = py::int_(udp_writer::default_buffer_size);
+}
+
+/// The TcpStream (socket) constructor shared by the sync and asyncio classes.
+template <typename T, typename Cls>
+void add_tcp_socket_constructor(Cls &cls)
+{
+    cls.def(py::init([](std::shared_ptr<thread_pool> pool, const python_socket<SOCK_STREAM> &sock,
+                        const stream_config &config) {
+                return new T(std::move(pool), config, std::make_unique<tcp_writer>(sock.fd));
+            }),
+            py::arg("thread_pool").none(false), "socket"_a, "config"_a = stream_config());
+    cls.attr("DEFAULT_BUFFER_SIZE") = py::int_(tcp_writer::default_buffer_size);
+}
+
 /* -------------------------------------------------- method registration */
 
 /// send_heap / send_heaps on a synchronous stream class.
@@ -569,6 +793,52 @@ void register_send(py::module_ &m)
              py::arg("thread_pool").none(false), "queues"_a, "config"_a = stream_config())
         .def_property_readonly("queues", &py_inproc_stream_asyncio::get_queues);
     add_asyncio_methods<py_inproc_stream_asyncio>(inproc_async_cls);
+
+    auto udp_cls = py::class_<py_udp_stream, py_stream>(m, "UdpStream", "Stream that sends UDP datagrams");
+    add_udp_constructors<py_udp_stream>(udp_cls);
+    add_sync_methods<py_udp_stream>(udp_cls);
+
+    auto udp_async_cls = py::class_<py_udp_stream_asyncio, py_stream>(
+        m, "UdpStreamAsyncio", "Asyncio variant of UdpStream (callback interface)");
+    add_udp_constructors<py_udp_stream_asyncio>(udp_async_cls);
+    add_asyncio_methods<py_udp_stream_asyncio>(udp_async_cls);
+
+    auto tcp_cls = py::class_<py_tcp_stream, py_stream>(m, "TcpStream", "Stream that sends over a TCP connection");
+    add_tcp_socket_constructor<py_tcp_stream>(tcp_cls);
+    tcp_cls.def(py::init([](std::shared_ptr<thread_pool> pool, const endpoint_list &endpoints,
+                            const stream_config &config, std::size_t buffer_size,
+                            const std::string &interface_address) {
+                    auto w = connect_tcp(endpoints, buffer_size, interface_address, false);
+                    return new py_tcp_stream(std::move(pool), config, std::move(w));
+                }),
+                py::arg("thread_pool").none(false), "endpoints"_a, "config"_a = stream_config(),
+                "buffer_size"_a = tcp_writer::default_buffer_size, "interface_address"_a = "");
+    add_sync_methods<py_tcp_stream>(tcp_cls);
+
+    auto tcp_async_cls = py::class_<py_tcp_stream_asyncio, py_stream>(
+        m, "TcpStreamAsyncio", "Asyncio variant of TcpStream (callback interface)");
+    add_tcp_socket_constructor<py_tcp_stream_asyncio>(tcp_async_cls);
+    tcp_async_cls.def(py::init([](py::object callback, std::shared_ptr<thread_pool> pool,
+                                  const endpoint_list &endpoints, const stream_config &config,
+                                  std::size_t buffer_size, const std::string &interface_address) {
+                          auto w = connect_tcp(endpoints, buffer_size, interface_address, true);
+                          tcp_writer &tw = *w;
+                          auto *out = new py_tcp_stream_asyncio(std::move(pool), config, std::move(w));
+                          try
+                          {
+                              tw.start_connect(make_connect_handler(std::move(callback)));
+                          }
+                          catch (...)
+                          {
+                              delete out;
+                              throw;
+                          }
+                          return out;
+                      }),
+                      "callback"_a, py::arg("thread_pool").none(false), "endpoints"_a,
+                      "config"_a = stream_config(), "buffer_size"_a = tcp_writer::default_buffer_size,
+                      "interface_address"_a = "");
+    add_asyncio_methods<py_tcp_stream_asyncio>(tcp_async_cls);
 }
 
 } // namespace spead2gpu

@@ -18,6 +18,7 @@ void live_heap::reset(const packet_header &packet, std::uint32_t bug_compat_)
     payload_capacity = 0;
     pointers.clear();
     payload_ranges.clear();
+    placement = heap_placement();
 }
 
 void live_heap::reserve(std::size_t size, const packet_header &packet, const live_heap_options &opts)
@@ -112,7 +113,12 @@ packet_result live_heap::add_packet(const packet_header &packet, const live_heap
 
     // Make room for the payload before changing any state, so that a failed
     // allocation leaves the heap as it was.
-    if (packet.payload_length > 0)
+    if (opts.placer)
+    {
+        if (!placement.chunk && !placement.discarded && !opts.placer->place(packet, *this))
+            placement.discarded = true;
+    }
+    else if (packet.payload_length > 0)
     {
         try
         {
@@ -149,7 +155,8 @@ packet_result live_heap::add_packet(const packet_header &packet, const live_heap
     }
     if (packet.payload_length > 0)
     {
-        opts.memcpy(payload.get() + start, packet.payload, std::size_t(packet.payload_length));
+        if (payload)   // null for a discarded (chunk-stream) heap
+            opts.memcpy(payload.get() + start, packet.payload, std::size_t(packet.payload_length));
         if (opts.allow_out_of_order)
         {
             // Insert and merge with neighbours.
@@ -173,6 +180,8 @@ packet_result live_heap::add_packet(const packet_header &packet, const live_heap
     }
     received_length += packet.payload_length;
     max_end = std::max(max_end, end);
+    if (opts.placer && placement.chunk && !placement.discarded)
+        opts.placer->packet_added(packet, *this);
     return packet_result::accepted;
 }
 

@@ -27,6 +27,35 @@ enum class packet_result
     no_memory          ///< the payload buffer could not be allocated
 };
 
+class live_heap;
+
+/**
+ * Decides where a heap's payload goes instead of the allocator (chunk
+ * streams). place() runs once per heap, for its first accepted packet; it
+ * either points the heap's payload into caller-owned memory (and records
+ * whatever it needs in live_heap::placement) or discards the heap, whose
+ * later packets are then accepted but not copied.
+ */
+class heap_placer
+{
+public:
+    virtual ~heap_placer() = default;
+    /// @return false to discard the heap
+    virtual bool place(const packet_header &packet, live_heap &heap) = 0;
+    /// Called for each accepted packet of a placed heap, after its payload is copied.
+    virtual void packet_added(const packet_header &packet, live_heap &heap) {}
+};
+
+/// Where a placed heap's payload lives (chunk streams).
+struct heap_placement
+{
+    void *chunk = nullptr;        ///< owner of the memory (a recv::chunk), null if unplaced
+    std::int64_t chunk_id = -1;
+    std::size_t heap_index = 0;
+    std::size_t heap_offset = 0;
+    bool discarded = false;       ///< rejected, too old, or aged out: payload is not written
+};
+
 /// Options of the owning stream that reassembly needs.
 struct live_heap_options
 {
@@ -34,6 +63,7 @@ struct live_heap_options
     bool allow_unsized_heaps = true;
     memcpy_function memcpy = nullptr;
     memory_allocator *allocator = nullptr;
+    heap_placer *placer = nullptr;   ///< if set, replaces the allocator
 };
 
 /**
@@ -57,6 +87,8 @@ public:
     std::vector<item_pointer_t> pointers;
     /// Received [start, end) ranges, merged; kept only in out-of-order mode.
     std::map<s_item_pointer_t, s_item_pointer_t> payload_ranges;
+    /// Set by a heap_placer; payload is then non-owning.
+    heap_placement placement;
 
     live_heap() = default;
     live_heap(live_heap &&) noexcept = default;

@@ -98,7 +98,11 @@ class capture_cursor;
  * `[udp] [src|dst] port N`, joined with `and` (or `&&`).
  *
  * Packets are fed in batches of at most @ref batch_size records from one
- * task posted to the stream's thread pool.
+ * task posted to the stream's thread pool. Records that are not UDP over
+ * IP (or are rejected by the filter) are skipped without being counted.
+ * Should feeding a packet throw (e.g. std::bad_alloc for a corrupt,
+ * enormous HEAP_LENGTH), a warning is logged and the stream is stopped as
+ * at the end of the file.
  */
 class pcap_reader : public reader
 {
@@ -138,8 +142,10 @@ public:
      * @param filter    BPF filter expression; empty accepts every UDP datagram
      * @throws std::runtime_error    the file cannot be opened or read
      *                               ("<filename>: <strerror>"), is not a
-     *                               pcap/pcapng file, has an unsupported link
-     *                               type, or libpcap rejects the filter
+     *                               pcap/pcapng file, is a pcapng file with no
+     *                               interface before its first packet, has
+     *                               only unsupported link types, or libpcap
+     *                               rejects the filter (libpcap's message)
      * @throws std::invalid_argument libpcap is unavailable and the filter is
      *                               outside the built-in subset
      */

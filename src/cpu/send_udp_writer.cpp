@@ -133,15 +133,14 @@ udp_writer::udp_writer(const std::vector<socket_address> &endpoints, std::size_t
                        const socket_address &interface_address)
     : endpoints(endpoints)
 {
-    if (endpoints.empty())
-        throw std::invalid_argument("Endpoint list must be non-empty");
+    // Like spead2, an empty endpoint list is accepted here (no substreams).
+    if (interface_address.family() != AF_INET)
+        throw std::invalid_argument("interface address is not an IPv4 address");
     for (const auto &ep : endpoints)
         if (ep.family() != AF_INET || !ep.is_multicast())
             throw std::invalid_argument("endpoint is not an IPv4 multicast address");
     if (ttl < 0 || ttl > 255)
         throw std::out_of_range("multicast hops value out of range");
-    if (interface_address.family() != AF_INET)
-        throw std::invalid_argument("interface address is not an IPv4 address");
     init_socket(AF_INET, buffer_size);
     set_option(sock.get(), IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof(ttl));
     in_addr iface = reinterpret_cast<const sockaddr_in *>(interface_address.get())->sin_addr;
@@ -153,8 +152,7 @@ udp_writer::udp_writer(const std::vector<socket_address> &endpoints, std::size_t
                        unsigned int interface_index)
     : endpoints(endpoints)
 {
-    if (endpoints.empty())
-        throw std::invalid_argument("Endpoint list must be non-empty");
+    // Like spead2, an empty endpoint list is accepted here (no substreams).
     // spead2 reports a non-IPv6-multicast endpoint with this (IPv4) message.
     for (const auto &ep : endpoints)
         if (ep.family() != AF_INET6 || !ep.is_multicast())

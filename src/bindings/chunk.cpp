@@ -1,0 +1,365 @@
+/**
+ * Bindings for chunk streams: Chunk, ChunkStreamConfig, ChunkRingbuffer,
+ * ChunkRingPair and ChunkRingStream (spead2-compatible).
+ */
+#include <cstring>
+#include "py_common.h"
+#include "recv_chunk.h"
+#include "recv_chunk_stream.h"
+#include "recv_stream.h"
+
+using namespace pybind11::literals;
+
+namespace spead2gpu::recv
+{
+
+namespace
+{
+
+/// Python-visible state of a Chunk (the buffers are the user's objects).
+struct chunk_state
+{
+    std::int64_t chunk_id = -1;
+    std::uint64_t stream_id = 0;
+    py::object present = py::none();
+    py::object data = py::none();
+    py::object extra = py::none();
+};
+
+/// Validate a chunk buffer: None, or a writable C-contiguous buffer.
+py::object check_chunk_buffer(py::object obj)
+{
+    if (!obj.is_none())
+        request_buffer_view(obj, true);   // raises the exporter's own error
+    return obj;
+}
+
+/**
+ * A chunk in transit through the rings: holds the Python Chunk and views of
+ * its buffers. Its memory belongs to the Python objects, so it must be
+ * destroyed with the GIL held (never on a worker thread).
+ */
+class py_chunk : public chunk
+{
+public:
+    py::object owner;                   ///< the Python Chunk (with its buffers detached)
+    py::object present_obj, data_obj, extra_obj;
+    std::shared_ptr<py_buffer_view> present_view, data_view, extra_view;
+};
+
+/// Move the Python chunk's buffers into a C++ chunk (the Python object shows None meanwhile).
+std::unique_ptr<chunk> to_cpp(py::object obj)
+{
+    auto &state = obj.cast<chunk_state &>();
+    if (state.data.is_none())
+        throw py::value_error("data buffer is not set");
+    if (state.present.is_none())
+        throw py::value_error("present buffer is not set");
+    auto c = std::make_unique<py_chunk>();
+    c->data_view = request_buffer_view(state.data, true);
+    c->present_view = request_buffer_view(state.present, true);
+    if (!state.extra.is_none())
+        c->extra_view = request_buffer_view(state.extra, true);
+    c->chunk_id = state.chunk_id;
+    c->stream_id = state.stream_id;
+    c->data = const_cast<std::uint8_t *>(c->data_view->data());
+    c->data_size = c->data_view->size();
+    c->present = const_cast<std::uint8_t *>(c->present_view->data());
+    c->present_size = c->present_view->size();
+    if (c->extra_view)
+    {
+        c->extra = const_cast<std::uint8_t *>(c->extra_view->data());
+        c->extra_size = c->extra_view->size();
+    }
+    c->present_obj = std::move(state.present);
+    c->data_obj = std::move(state.data);
+    c->extra_obj = std::move(state.extra);
+    state.present = state.data = state.extra = py::none();
+    c->owner = std::move(obj);
+    return c;
+}
+
+/// Give the buffers back to the Python chunk and return it.
+py::object to_python(std::unique_ptr<chunk> &&c)
+{
+    auto *pc = static_cast<py_chunk *>(c.get());
+    py::object obj = std::move(pc->owner);
+    auto &state = obj.cast<chunk_state &>();
+    state.chunk_id = pc->chunk_id;
+    state.stream_id = pc->stream_id;
+    state.present = std::move(pc->present_obj);
+    state.data = std::move(pc->data_obj);
+    state.extra = std::move(pc->extra_obj);
+    c.reset();
+    return obj;
+}
+
+/// Python ChunkRingbuffer: a ring of chunks shared with streams.
+struct py_chunk_ringbuffer
+{
+    std::shared_ptr<chunk_ringbuffer> ring;
+
+    explicit py_chunk_ringbuffer(std::size_t maxsize)
+        : ring(std::make_shared<chunk_ringbuffer>(maxsize))
+    {
+        if (maxsize == 0)
+            throw std::invalid_argument("maxsize must be at least 1");
+    }
+
+    py::object get()
+    {
+        std::unique_ptr<chunk> c;
+        if (auto ready = ring->try_pop_optional())
+            c = std::move(*ready);
+        else
+        {
+            py::gil_scoped_release release;
+            c = ring->pop();
+        }
+        return to_python(std::move(c));
+    }
+
+    py::object get_nowait() { return to_python(ring->try_pop()); }
+
+    void put(py::object obj)
+    {
+        auto c = to_cpp(obj);
+        try
+        {
+            py::gil_scoped_release release;
+            ring->push(std::move(c));
+        }
+        catch (...)
+        {
+            if (c)
+                to_python(std::move(c));   // restore the buffers to the caller's chunk
+            throw;
+        }
+    }
+
+    void put_nowait(py::object obj)
+    {
+        auto c = to_cpp(obj);
+        try
+        {
+            ring->try_push(std::move(c));
+        }
+        catch (...)
+        {
+            if (c)
+                to_python(std::move(c));
+            throw;
+        }
+    }
+};
+
+/// Python ChunkRingPair: the data and free rings of a chunk stream (or group).
+class chunk_ring_pair
+{
+public:
+    py::object data_ringbuffer, free_ringbuffer;   ///< the Python ChunkRingbuffer objects
+    std::shared_ptr<chunk_ringbuffer> data_ring, free_ring;
+
+    chunk_ring_pair(py::object data_rb, py::object free_rb)
+        : data_ringbuffer(data_rb), free_ringbuffer(free_rb),
+          data_ring(data_rb.cast<py_chunk_ringbuffer &>().ring),
+          free_ring(free_rb.cast<py_chunk_ringbuffer &>().ring) {}
+    virtual ~chunk_ring_pair() = default;
+
+    /// Zero the chunk's present flags and give it to the free ring.
+    void add_free_chunk(py::object obj)
+    {
+        auto &state = obj.cast<chunk_state &>();
+        if (!state.present.is_none())
+        {
+            auto view = request_buffer_view(state.present, true);
+            std::memset(const_cast<std::uint8_t *>(view->data()), 0, view->size());
+        }
+        auto c = to_cpp(obj);
+        try
+        {
+            free_ring->try_push(std::move(c));
+        }
+        catch (ringbuffer_stopped &)
+        {
+            // As in spead2: a stopped stream silently takes no more chunks.
+            to_python(std::move(c));
+        }
+        catch (...)
+        {
+            if (c)
+                to_python(std::move(c));
+            throw;
+        }
+    }
+};
+
+/// Python ChunkStreamConfig: the C++ config plus the Python placement object.
+struct py_chunk_stream_config
+{
+    chunk_stream_config config;
+    py::object place = py::none();
+};
+
+void two_arg_trampoline(chunk_place_data *data, std::size_t size, void *user)
+{
+    reinterpret_cast<void (*)(void *, std::size_t)>(user)(data, size);
+}
+
+void set_place(py_chunk_stream_config &self, py::object place)
+{
+    if (place.is_none())
+    {
+        self.config.set_place(nullptr, nullptr);
+        self.place = place;
+        return;
+    }
+    py::tuple t(place);   // TypeError if not iterable
+    if (t.size() == 0)
+        throw py::type_error("place must be a tuple whose first element is a capsule");
+    py::object cap = t[0];
+    if (!PyCapsule_CheckExact(cap.ptr()))
+        throw py::type_error(std::string("Object of type '") + std::string(py::str(py::type::of(cap).attr("__name__")))
+                             + "' is not an instance of 'capsule'");
+    const char *name = PyCapsule_GetName(cap.ptr());
+    void *fn = PyCapsule_GetPointer(cap.ptr(), name);
+    if (!fn)
+        throw py::error_already_set();
+    std::string sig = name ? name : "";
+    if (sig == "void (void *, size_t)")
+        self.config.set_place(&two_arg_trampoline, fn);
+    else if (sig == "void (void *, size_t, void *)")
+        self.config.set_place(reinterpret_cast<chunk_place_function>(fn), PyCapsule_GetContext(cap.ptr()));
+    else
+        throw py::value_error("Unknown signature " + sig);
+    self.place = place;
+}
+
+/// Python ChunkRingStream.
+class py_chunk_ring_stream : public chunk_ring_pair, public chunk_ring_stream
+{
+public:
+    py::object place_keepalive;
+
+    py_chunk_ring_stream(std::shared_ptr<thread_pool> pool, const stream_config &config,
+                         const py_chunk_stream_config &chunk_config, py::object data_rb, py::object free_rb)
+        : chunk_ring_pair(data_rb, free_rb),
+          chunk_ring_stream(std::move(pool), config, chunk_config.config,
+                            chunk_ring_pair::data_ring, chunk_ring_pair::free_ring),
+          place_keepalive(chunk_config.place)
+    {
+    }
+
+    ~py_chunk_ring_stream() override
+    {
+        {
+            py::gil_scoped_release release;
+            stop();
+        }
+        take_graveyard();   // destroyed here, with the GIL
+    }
+};
+
+} // namespace
+
+void register_chunk(py::module_ &m)
+{
+    py::class_<chunk_state>(m, "Chunk", py::dynamic_attr(), "Buffers that heaps are placed into")
+        .def(py::init([](const py::kwargs &kwargs) {
+            chunk_state state;
+            for (auto item : kwargs)
+            {
+                std::string key = item.first.cast<std::string>();
+                py::object value = py::reinterpret_borrow<py::object>(item.second);
+                if (key == "chunk_id")
+                    state.chunk_id = value.cast<std::int64_t>();
+                else if (key == "stream_id")
+                    state.stream_id = value.cast<std::uint64_t>();
+                else if (key == "present")
+                    state.present = check_chunk_buffer(value);
+                else if (key == "data")
+                    state.data = check_chunk_buffer(value);
+                else if (key == "extra")
+                    state.extra = check_chunk_buffer(value);
+                else
+                    throw py::type_error("got an unexpected keyword argument '" + key + "'");
+            }
+            return state;
+        }))
+        .def_readwrite("chunk_id", &chunk_state::chunk_id)
+        .def_readwrite("stream_id", &chunk_state::stream_id)
+        .def_property("present", [](const chunk_state &s) { return s.present; },
+                      [](chunk_state &s, py::object v) { s.present = check_chunk_buffer(v); })
+        .def_property("data", [](const chunk_state &s) { return s.data; },
+                      [](chunk_state &s, py::object v) { s.data = check_chunk_buffer(v); })
+        .def_property("extra", [](const chunk_state &s) { return s.extra; },
+                      [](chunk_state &s, py::object v) { s.extra = check_chunk_buffer(v); });
+
+    py::class_<py_chunk_stream_config>(m, "ChunkStreamConfig", "Chunk stream options")
+        .def(py::init(&from_kwargs<py_chunk_stream_config>))
+        .def_property("items",
+            [](const py_chunk_stream_config &c) {
+                std::vector<item_pointer_t> v = c.config.get_items();
+                return v;
+            },
+            [](py_chunk_stream_config &c, std::vector<item_pointer_t> v) { c.config.set_items(std::move(v)); })
+        .def_property("max_chunks",
+            [](const py_chunk_stream_config &c) { return c.config.get_max_chunks(); },
+            [](py_chunk_stream_config &c, std::size_t v) { c.config.set_max_chunks(v); })
+        .def_property("place", [](const py_chunk_stream_config &c) { return c.place; }, &set_place)
+        .def_property("max_heap_extra",
+            [](const py_chunk_stream_config &c) { return c.config.get_max_heap_extra(); },
+            [](py_chunk_stream_config &c, std::size_t v) { c.config.set_max_heap_extra(v); })
+        .def("enable_packet_presence", [](py::object self, std::size_t payload_size) {
+            self.cast<py_chunk_stream_config &>().config.enable_packet_presence(payload_size);
+            return self;
+        }, "payload_size"_a)
+        .def("disable_packet_presence", [](py::object self) {
+            self.cast<py_chunk_stream_config &>().config.disable_packet_presence();
+            return self;
+        })
+        .def_property_readonly("packet_presence_payload_size",
+            [](const py_chunk_stream_config &c) { return c.config.get_packet_presence_payload_size(); })
+        .def_readonly_static("DEFAULT_MAX_CHUNKS", &chunk_stream_config::default_max_chunks);
+
+    py::class_<py_chunk_ringbuffer>(m, "ChunkRingbuffer", "Ring of chunks")
+        .def(py::init<std::size_t>(), "maxsize"_a)
+        .def("get", &py_chunk_ringbuffer::get)
+        .def("get_nowait", &py_chunk_ringbuffer::get_nowait)
+        .def("put", &py_chunk_ringbuffer::put, "chunk"_a)
+        .def("put_nowait", &py_chunk_ringbuffer::put_nowait, "chunk"_a)
+        .def("qsize", [](const py_chunk_ringbuffer &r) { return r.ring->size(); })
+        .def_property_readonly("maxsize", [](const py_chunk_ringbuffer &r) { return r.ring->capacity(); })
+        .def_property_readonly("data_fd", [](const py_chunk_ringbuffer &r) { return r.ring->data_fd(); })
+        .def_property_readonly("space_fd", [](const py_chunk_ringbuffer &r) { return r.ring->space_fd(); })
+        .def("empty", [](const py_chunk_ringbuffer &r) { return r.ring->size() == 0; })
+        .def("full", [](const py_chunk_ringbuffer &r) { return r.ring->size() == r.ring->capacity(); })
+        .def("stop", [](py_chunk_ringbuffer &r) { return r.ring->stop(); })
+        .def("add_producer", [](py_chunk_ringbuffer &r) { r.ring->add_producer(); })
+        .def("remove_producer", [](py_chunk_ringbuffer &r) { return r.ring->remove_producer(); })
+        .def("__iter__", [](py::object self) { return self; })
+        .def("__next__", [](py_chunk_ringbuffer &r) {
+            try
+            {
+                return r.get();
+            }
+            catch (ringbuffer_stopped &)
+            {
+                throw py::stop_iteration();
+            }
+        });
+
+    py::class_<chunk_ring_pair>(m, "ChunkRingPair", "Data and free rings of a chunk stream")
+        .def("add_free_chunk", &chunk_ring_pair::add_free_chunk, "chunk"_a)
+        .def_readonly("data_ringbuffer", &chunk_ring_pair::data_ringbuffer)
+        .def_readonly("free_ringbuffer", &chunk_ring_pair::free_ringbuffer);
+
+    py::class_<py_chunk_ring_stream, chunk_ring_pair, stream>(m, "ChunkRingStream", py::multiple_inheritance(),
+                                                               "Chunk stream fed and drained through rings")
+        .def(py::init<std::shared_ptr<thread_pool>, const stream_config &, const py_chunk_stream_config &,
+                      py::object, py::object>(),
+             py::arg("thread_pool").none(false), "config"_a = stream_config(), "chunk_stream_config"_a,
+             "data_ringbuffer"_a, "free_ringbuffer"_a);
+}
+
+} // namespace spead2gpu::recv
