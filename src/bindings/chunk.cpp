@@ -6,6 +6,7 @@
 #include "py_common.h"
 #include "recv_chunk.h"
 #include "recv_chunk_stream.h"
+#include "recv_chunk_layout.h"
 #include "recv_stream.h"
 
 using namespace pybind11::literals;
@@ -214,6 +215,14 @@ void set_place(py_chunk_stream_config &self, py::object place)
         self.place = place;
         return;
     }
+    if (py::isinstance<chunk_layout>(place))
+    {
+        auto layout = std::make_shared<chunk_layout>(place.cast<const chunk_layout &>());
+        layout->validate();
+        self.config.set_layout(std::move(layout));
+        self.place = place;
+        return;
+    }
     py::tuple t(place);   // TypeError if not iterable
     if (t.size() == 0)
         throw py::type_error("place must be a tuple whose first element is a capsule");
@@ -294,6 +303,80 @@ void register_chunk(py::module_ &m)
                       [](chunk_state &s, py::object v) { s.data = check_chunk_buffer(v); })
         .def_property("extra", [](const chunk_state &s) { return s.extra; },
                       [](chunk_state &s, py::object v) { s.extra = check_chunk_buffer(v); });
+
+    py::class_<chunk_layout>(m, "ChunkLayout", R"doc(
+Built-in heap placement (no numba needed), usable as ``ChunkStreamConfig(place=layout)``.
+
+chunk_id = (timestamp // timestamp_step) // timestamps_per_chunk; the heap index is a
+mixed-radix number over ``axes`` (outermost first), where ``"time"`` is the position of
+the timestamp within the chunk and ``(item_id, count[, step[, offset]])`` takes
+``(value - offset) // step`` from an immediate item; heap_offset = heap_index * heap_size.
+Values of ``extra_items`` are stored as little-endian uint64 in ``chunk.extra`` at
+``heap_index * 8 * len(extra_items)``. Heaps of another size, with misaligned or
+out-of-range values, or missing items are rejected and counted in the statistics
+``spead2gpu.layout_wrong_size_heaps``, ``spead2gpu.layout_misaligned_heaps``,
+``spead2gpu.layout_out_of_range_heaps`` and ``spead2gpu.layout_missing_item_heaps``.
+)doc")
+        .def(py::init([](std::size_t heap_size, item_pointer_t timestamp_id, std::uint64_t timestamp_step,
+                         std::uint64_t timestamps_per_chunk, py::object axes,
+                         std::vector<item_pointer_t> extra_items) {
+                 chunk_layout l;
+                 l.heap_size = heap_size;
+                 l.timestamp_id = timestamp_id;
+                 l.timestamp_step = timestamp_step;
+                 l.timestamps_per_chunk = timestamps_per_chunk;
+                 l.extra_items = std::move(extra_items);
+                 if (axes.is_none())
+                     l.axes.push_back(layout_axis{true});
+                 else
+                     for (auto a : axes)
+                     {
+                         if (py::isinstance<py::str>(a))
+                         {
+                             if (a.cast<std::string>() != "time")
+                                 throw py::value_error("the only named axis is 'time'");
+                             l.axes.push_back(layout_axis{true});
+                             continue;
+                         }
+                         py::tuple t(py::reinterpret_borrow<py::object>(a));
+                         if (t.size() < 2 || t.size() > 4)
+                             throw py::value_error("an axis is 'time' or (item_id, count[, step[, offset]])");
+                         layout_axis ax;
+                         ax.item_id = t[0].cast<item_pointer_t>();
+                         ax.count = t[1].cast<std::uint64_t>();
+                         if (t.size() > 2)
+                             ax.step = t[2].cast<std::uint64_t>();
+                         if (t.size() > 3)
+                             ax.offset = t[3].cast<std::uint64_t>();
+                         l.axes.push_back(ax);
+                     }
+                 l.validate();
+                 return l;
+             }),
+             "heap_size"_a, "timestamp_id"_a, "timestamp_step"_a, "timestamps_per_chunk"_a,
+             "axes"_a = py::none(), "extra_items"_a = std::vector<item_pointer_t>())
+        .def_readonly("heap_size", &chunk_layout::heap_size)
+        .def_readonly("timestamp_id", &chunk_layout::timestamp_id)
+        .def_readonly("timestamp_step", &chunk_layout::timestamp_step)
+        .def_readonly("timestamps_per_chunk", &chunk_layout::timestamps_per_chunk)
+        .def_readonly("extra_items", &chunk_layout::extra_items)
+        .def_property_readonly("axes", [](const chunk_layout &l) {
+            py::list out;
+            for (const auto &a : l.axes)
+            {
+                if (a.is_time)
+                    out.append(py::str("time"));
+                else
+                    out.append(py::make_tuple(a.item_id, a.count, a.step, a.offset));
+            }
+            return out;
+        })
+        .def_property_readonly("heaps_per_chunk", &chunk_layout::heaps_per_chunk)
+        .def_property_readonly("chunk_data_size",
+            [](const chunk_layout &l) { return l.heaps_per_chunk() * l.heap_size; })
+        .def_property_readonly("extra_bytes_per_heap", &chunk_layout::extra_bytes_per_heap)
+        .def_property_readonly("chunk_extra_size",
+            [](const chunk_layout &l) { return l.heaps_per_chunk() * l.extra_bytes_per_heap(); });
 
     py::class_<py_chunk_stream_config>(m, "ChunkStreamConfig", "Chunk stream options")
         .def(py::init(&from_kwargs<py_chunk_stream_config>))

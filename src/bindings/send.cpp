@@ -549,7 +549,7 @@ void add_udp_constructors(Cls &cls)
     cls.def(py::init([](std::shared_ptr<thread_pool> pool, const endpoint_list &endpoints,
                         const stream_config &config, std::size_t buffer_size, int ttl,
                         const std::string &interface_address) {
-                socket_address iface = resolve_address(interface_address, 0, AF_INET);
+                socket_address iface = resolve_address(interface_address, 0);
                 auto w = std::make_unique<udp_writer>(resolve_endpoints(endpoints), buffer_size, ttl, iface);
                 return new T(std::move(pool), config, std::move(w));
             }),

@@ -16,6 +16,8 @@
 namespace spead2gpu::recv
 {
 
+class chunk_layout;
+
 /**
  * Data passed to a placement callback. ABI-compatible with spead2's
  * chunk_place_data (80 bytes on LP64); new fields may only be appended.
@@ -70,6 +72,7 @@ class chunk_stream_config
     void *place_user = nullptr;
     std::size_t max_heap_extra = 0;
     std::size_t packet_presence_payload_size = 0;
+    std::shared_ptr<const chunk_layout> layout;
 
 public:
     static constexpr std::size_t default_max_chunks = 2;
@@ -88,9 +91,19 @@ public:
     {
         place = f;
         place_user = user;
+        layout.reset();
         return *this;
     }
     chunk_place_function get_place() const { return place; }
+    /// Use a built-in layout instead of a callback (clears any callback).
+    chunk_stream_config &set_layout(std::shared_ptr<const chunk_layout> l)
+    {
+        layout = std::move(l);
+        place = nullptr;
+        place_user = nullptr;
+        return *this;
+    }
+    const std::shared_ptr<const chunk_layout> &get_layout() const { return layout; }
     void *get_place_user() const { return place_user; }
     chunk_stream_config &set_max_heap_extra(std::size_t v) { max_heap_extra = v; return *this; }
     std::size_t get_max_heap_extra() const { return max_heap_extra; }

@@ -1,4 +1,5 @@
 #include "recv_chunk_stream.h"
+#include "recv_chunk_layout.h"
 #include <cstring>
 
 namespace spead2gpu::recv
@@ -10,24 +11,53 @@ static stream_config chunk_config_stream(stream_config config)
     return config;
 }
 
+static std::vector<stat_config> chunk_stats(const chunk_stream_config &config)
+{
+    std::vector<stat_config> out{stat_config{too_old_heaps_stat, stat_mode::COUNTER},
+                                 stat_config{rejected_heaps_stat, stat_mode::COUNTER},
+                                 stat_config{bad_placement_stat, stat_mode::COUNTER},
+                                 stat_config{free_chunk_wait_stat, stat_mode::COUNTER}};
+    if (config.get_layout())
+        for (auto &s : chunk_layout::stats())
+            out.push_back(s);
+    return out;
+}
+
+/// The effective chunk config: a layout brings its own placement and extra size.
+static chunk_stream_config resolve_layout(chunk_stream_config config, chunk_layout *layout)
+{
+    if (layout)
+    {
+        config.set_place(&chunk_layout::place, layout);
+        config.set_max_heap_extra(std::max(config.get_max_heap_extra(), layout->extra_bytes_per_heap()));
+    }
+    return config;
+}
+
 chunk_stream::chunk_stream(std::shared_ptr<thread_pool> pool, const stream_config &config,
                            const chunk_stream_config &chunk_config_)
-    : stream(std::move(pool), chunk_config_stream(config),
-             {stat_config{too_old_heaps_stat, stat_mode::COUNTER},
-              stat_config{rejected_heaps_stat, stat_mode::COUNTER},
-              stat_config{bad_placement_stat, stat_mode::COUNTER},
-              stat_config{free_chunk_wait_stat, stat_mode::COUNTER}}),
-      chunk_config(chunk_config_),
+    : stream(std::move(pool), chunk_config_stream(config), chunk_stats(chunk_config_)),
+      layout(chunk_config_.get_layout() ? std::make_unique<chunk_layout>(*chunk_config_.get_layout()) : nullptr),
+      chunk_config(resolve_layout(chunk_config_, layout.get())),
       too_old_index(get_config().get_stat_index(too_old_heaps_stat)),
       rejected_index(get_config().get_stat_index(rejected_heaps_stat)),
       bad_placement_index(get_config().get_stat_index(bad_placement_stat)),
-      window(chunk_config_.get_max_chunks()),
-      item_values(chunk_config_.get_items().size(), -1),
-      extra_scratch(new std::uint8_t[std::max<std::size_t>(chunk_config_.get_max_heap_extra(), 1)]),
+      window(chunk_config.get_max_chunks()),
+      item_values(chunk_config.get_items().size(), -1),
+      extra_scratch(new std::uint8_t[std::max<std::size_t>(chunk_config.get_max_heap_extra(), 1)]),
       free_chunk_wait_index(get_config().get_stat_index(free_chunk_wait_stat))
 {
     if (!chunk_config.get_place())
         throw std::invalid_argument("chunk_stream_config.place is not set");
+    if (layout)
+    {
+        layout->validate();
+        auto names = chunk_layout::stats();
+        layout->wrong_size_index = get_config().get_stat_index(names[0].name);
+        layout->misaligned_index = get_config().get_stat_index(names[1].name);
+        layout->out_of_range_index = get_config().get_stat_index(names[2].name);
+        layout->missing_index = get_config().get_stat_index(names[3].name);
+    }
     heap_opts.placer = this;
 }
 

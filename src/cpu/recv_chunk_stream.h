@@ -10,6 +10,7 @@
 #include <mutex>
 #include <vector>
 #include "recv_chunk.h"
+#include "recv_chunk_layout.h"
 #include "recv_stream.h"
 
 namespace spead2gpu::recv
@@ -33,6 +34,7 @@ constexpr const char *free_chunk_wait_stat = "spead2gpu.free_chunk_wait_ns";
  */
 class chunk_stream : public stream, private heap_placer
 {
+    std::unique_ptr<chunk_layout> layout;   ///< this stream's copy of a built-in layout
     chunk_stream_config chunk_config;
     std::size_t too_old_index, rejected_index, bad_placement_index;
     std::vector<std::unique_ptr<chunk>> window;   ///< circular, max_chunks slots

@@ -21,7 +21,9 @@ mem_reader::mem_reader(stream &owner, const std::uint8_t *data, std::size_t size
 void mem_reader::start()
 {
     started = true;
-    auto guard = std::make_shared<completion_guard>(completion_guard{state});
+    // (not make_shared from a temporary: the temporary's destructor would
+    // signal completion at once)
+    std::shared_ptr<completion_guard> guard(new completion_guard{state});
     owner.get_thread_pool().post([this, guard] { run(); });
 }
 
