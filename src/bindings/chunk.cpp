@@ -7,6 +7,7 @@
 #include "recv_chunk.h"
 #include "recv_chunk_stream.h"
 #include "recv_chunk_layout.h"
+#include "recv_chunk_group.h"
 #include "recv_stream.h"
 
 using namespace pybind11::literals;
@@ -269,6 +270,28 @@ public:
     }
 };
 
+/// Python ChunkStreamRingGroup.
+class py_chunk_stream_ring_group : public chunk_ring_pair, public chunk_stream_group
+{
+public:
+    std::vector<py::object> place_keepalive;
+
+    py_chunk_stream_ring_group(const chunk_stream_group_config &config, py::object data_rb, py::object free_rb)
+        : chunk_ring_pair(data_rb, free_rb),
+          chunk_stream_group(config, chunk_ring_pair::data_ring, chunk_ring_pair::free_ring)
+    {
+    }
+
+    ~py_chunk_stream_ring_group() override
+    {
+        {
+            py::gil_scoped_release release;
+            stop();
+        }
+        take_graveyard();   // destroyed here, with the GIL
+    }
+};
+
 } // namespace
 
 void register_chunk(py::module_ &m)
@@ -436,6 +459,58 @@ out-of-range values, or missing items are rejected and counted in the statistics
         .def("add_free_chunk", &chunk_ring_pair::add_free_chunk, "chunk"_a)
         .def_readonly("data_ringbuffer", &chunk_ring_pair::data_ringbuffer)
         .def_readonly("free_ringbuffer", &chunk_ring_pair::free_ringbuffer);
+
+    py::class_<chunk_stream_group_config> group_config(m, "ChunkStreamGroupConfig", "Chunk stream group options");
+    py::enum_<group_eviction_mode>(group_config, "EvictionMode")
+        .value("LOSSY", group_eviction_mode::LOSSY)
+        .value("LOSSLESS", group_eviction_mode::LOSSLESS);
+    group_config
+        .def(py::init(&from_kwargs<chunk_stream_group_config>))
+        .def_property("max_chunks", &chunk_stream_group_config::get_max_chunks,
+                      &chunk_stream_group_config::set_max_chunks)
+        .def_property("eviction_mode", &chunk_stream_group_config::get_eviction_mode,
+                      &chunk_stream_group_config::set_eviction_mode)
+        .def_readonly_static("DEFAULT_MAX_CHUNKS", &chunk_stream_group_config::default_max_chunks);
+
+    py::class_<chunk_stream_group_member, stream>(m, "ChunkStreamGroupMember",
+                                                  "One stream of a ChunkStreamRingGroup");
+
+    py::class_<py_chunk_stream_ring_group, chunk_ring_pair>(m, "ChunkStreamRingGroup",
+                                                            "Streams that fill the same chunks")
+        .def(py::init<const chunk_stream_group_config &, py::object, py::object>(),
+             "config"_a, "data_ringbuffer"_a, "free_ringbuffer"_a)
+        .def_property_readonly("config", &py_chunk_stream_ring_group::get_config)
+        .def("emplace_back", [](py_chunk_stream_ring_group &g, std::shared_ptr<thread_pool> pool,
+                                const stream_config &config, const py_chunk_stream_config &chunk_config)
+                 -> chunk_stream_group_member & {
+                 auto &member = g.emplace_back(std::move(pool), config, chunk_config.config);
+                 g.place_keepalive.push_back(chunk_config.place);
+                 return member;
+             },
+             py::arg("thread_pool").none(false), "config"_a, "chunk_stream_config"_a,
+             py::return_value_policy::reference_internal)
+        .def("stop", &py_chunk_stream_ring_group::stop, py::call_guard<py::gil_scoped_release>())
+        .def("__len__", &py_chunk_stream_ring_group::size)
+        .def("__getitem__", [](py::object self, py::object key) -> py::object {
+            auto &g = self.cast<py_chunk_stream_ring_group &>();
+            auto policy = py::return_value_policy::reference_internal;
+            if (py::isinstance<py::slice>(key))
+            {
+                std::size_t start, stop, step, length;
+                if (!key.cast<py::slice>().compute(g.size(), &start, &stop, &step, &length))
+                    throw py::error_already_set();
+                py::list out;
+                for (std::size_t i = 0; i < length; i++)
+                    out.append(py::cast(&g[start + i * step], policy, self));
+                return out;
+            }
+            auto idx = key.cast<py::ssize_t>();
+            if (idx < 0)
+                idx += py::ssize_t(g.size());
+            if (idx < 0 || std::size_t(idx) >= g.size())
+                throw py::index_error("group member index out of range");
+            return py::cast(&g[std::size_t(idx)], policy, self);
+        });
 
     py::class_<py_chunk_ring_stream, chunk_ring_pair, stream>(m, "ChunkRingStream", py::multiple_inheritance(),
                                                                "Chunk stream fed and drained through rings")

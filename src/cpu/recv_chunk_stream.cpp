@@ -61,7 +61,7 @@ chunk_stream::chunk_stream(std::shared_ptr<thread_pool> pool, const stream_confi
     heap_opts.placer = this;
 }
 
-std::unique_ptr<chunk> &chunk_stream::slot(std::int64_t id)
+chunk *&chunk_stream::slot(std::int64_t id)
 {
     std::size_t n = window.size();
     return window[(head_pos + std::size_t(id - head_id)) % n];
@@ -69,22 +69,24 @@ std::unique_ptr<chunk> &chunk_stream::slot(std::int64_t id)
 
 void chunk_stream::retire_head(std::uint64_t *stats)
 {
-    std::unique_ptr<chunk> c = std::move(window[head_pos]);
+    chunk *c = window[head_pos];
+    window[head_pos] = nullptr;
     if (c)
     {
         // Heaps still being written into this chunk age out: their later
         // packets are accepted but no longer copied.
         for (auto &h : heaps)
-            if (!h.empty() && h.placement.chunk == c.get() && !h.placement.discarded)
+            if (!h.empty() && h.placement.chunk == c && !h.placement.discarded)
             {
                 h.placement.discarded = true;
                 h.payload.release();
                 stats[too_old_index]++;
             }
-        ready_chunk(std::move(c), stats);
+        ready_chunk(c, stats);
     }
     head_id++;
     head_pos = (head_pos + 1) % window.size();
+    window_head_moved(head_id);
 }
 
 chunk *chunk_stream::get_chunk(std::int64_t id, std::uint64_t *stats, bool &too_old)
@@ -106,6 +108,7 @@ chunk *chunk_stream::get_chunk(std::int64_t id, std::uint64_t *stats, bool &too_
             // Jumped beyond the whole window: start afresh at new_head.
             head_id = tail_id = new_head;
             head_pos = 0;
+            window_head_moved(head_id);
         }
     }
     while (tail_id <= id)
@@ -113,7 +116,7 @@ chunk *chunk_stream::get_chunk(std::int64_t id, std::uint64_t *stats, bool &too_
         slot(tail_id) = tail_id >= 0 ? allocate_chunk(tail_id, stats) : nullptr;
         tail_id++;
     }
-    return slot(id).get();
+    return slot(id);
 }
 
 bool chunk_stream::place(const packet_header &packet, live_heap &heap)
@@ -209,6 +212,18 @@ void chunk_stream::heap_ready(live_heap &&h)
     h.payload.release();   // points into the chunk: not ours to free
 }
 
+void chunk_stream::flush_until(std::int64_t chunk_id, std::uint64_t *stats)
+{
+    while (head_id < tail_id && head_id < chunk_id)
+        retire_head(stats);
+    if (head_id < chunk_id)
+    {
+        head_id = tail_id = chunk_id;
+        head_pos = 0;
+        window_head_moved(head_id);
+    }
+}
+
 void chunk_stream::flush_chunks()
 {
     std::vector<std::uint64_t> stats(batch_stats.size(), 0);
@@ -257,7 +272,7 @@ chunk_ring_stream::~chunk_ring_stream()
     stop();
 }
 
-std::unique_ptr<chunk> chunk_ring_stream::allocate_chunk(std::int64_t chunk_id, std::uint64_t *stats)
+chunk *chunk_ring_stream::allocate_chunk(std::int64_t chunk_id, std::uint64_t *stats)
 {
     std::unique_ptr<chunk> c;
     try
@@ -278,11 +293,12 @@ std::unique_ptr<chunk> chunk_ring_stream::allocate_chunk(std::int64_t chunk_id, 
     }
     c->chunk_id = chunk_id;
     c->stream_id = get_config().get_stream_id();
-    return c;
+    return c.release();
 }
 
-void chunk_ring_stream::ready_chunk(std::unique_ptr<chunk> &&c, std::uint64_t *stats)
+void chunk_ring_stream::ready_chunk(chunk *raw, std::uint64_t *stats)
 {
+    std::unique_ptr<chunk> c(raw);
     try
     {
         data_ring->push(std::move(c));

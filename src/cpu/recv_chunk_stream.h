@@ -37,7 +37,7 @@ class chunk_stream : public stream, private heap_placer
     std::unique_ptr<chunk_layout> layout;   ///< this stream's copy of a built-in layout
     chunk_stream_config chunk_config;
     std::size_t too_old_index, rejected_index, bad_placement_index;
-    std::vector<std::unique_ptr<chunk>> window;   ///< circular, max_chunks slots
+    std::vector<chunk *> window;                  ///< circular, max_chunks slots (owned by the subclass's source)
     std::int64_t head_id = 0;                     ///< oldest chunk id in the window
     std::int64_t tail_id = 0;                     ///< one past the newest allocated id
     std::size_t head_pos = 0;                     ///< slot of head_id
@@ -49,7 +49,7 @@ class chunk_stream : public stream, private heap_placer
     void packet_added(const packet_header &packet, live_heap &heap) override;
     void heap_ready(live_heap &&h) override;
 
-    std::unique_ptr<chunk> &slot(std::int64_t id);
+    chunk *&slot(std::int64_t id);
     /// Chunk for @a id, advancing the window; null if too old or unavailable.
     chunk *get_chunk(std::int64_t id, std::uint64_t *stats, bool &too_old);
     /// Hand the oldest chunk to ready_chunk, after cutting off heaps still writing to it.
@@ -58,10 +58,17 @@ class chunk_stream : public stream, private heap_placer
 protected:
     const std::size_t free_chunk_wait_index;
 
-    /// Obtain a chunk for @a chunk_id; null if none can be had (e.g. stopped).
-    virtual std::unique_ptr<chunk> allocate_chunk(std::int64_t chunk_id, std::uint64_t *stats) = 0;
+    /**
+     * Obtain a chunk for @a chunk_id; null if none can be had (e.g. stopped).
+     * The chunk stays owned by the subclass until handed back to ready_chunk.
+     */
+    virtual chunk *allocate_chunk(std::int64_t chunk_id, std::uint64_t *stats) = 0;
     /// A chunk leaves the window (complete or not).
-    virtual void ready_chunk(std::unique_ptr<chunk> &&c, std::uint64_t *stats) = 0;
+    virtual void ready_chunk(chunk *c, std::uint64_t *stats) = 0;
+    /// Retire chunks older than @a chunk_id (stream lock held).
+    void flush_until(std::int64_t chunk_id, std::uint64_t *stats);
+    /// The window's oldest chunk id moved to @a head (stream lock held).
+    virtual void window_head_moved(std::int64_t head) {}
     /// Retire every chunk in the window (stream lock held).
     void flush_chunks();
 
@@ -86,8 +93,8 @@ class chunk_ring_stream : public chunk_stream
     std::mutex graveyard_mutex;
     std::vector<std::unique_ptr<chunk>> graveyard;
 
-    std::unique_ptr<chunk> allocate_chunk(std::int64_t chunk_id, std::uint64_t *stats) override;
-    void ready_chunk(std::unique_ptr<chunk> &&c, std::uint64_t *stats) override;
+    chunk *allocate_chunk(std::int64_t chunk_id, std::uint64_t *stats) override;
+    void ready_chunk(chunk *c, std::uint64_t *stats) override;
 
 public:
     chunk_ring_stream(std::shared_ptr<thread_pool> pool, const stream_config &config,
