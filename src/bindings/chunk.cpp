@@ -184,8 +184,9 @@ public:
         }
         catch (ringbuffer_stopped &)
         {
-            // As in spead2: a stopped stream silently takes no more chunks.
-            to_python(std::move(c));
+            // As in spead2: a stopped stream silently swallows the chunk (its
+            // buffers are released; the Python object keeps None).
+            c.reset();
         }
         catch (...)
         {
@@ -226,7 +227,7 @@ void set_place(py_chunk_stream_config &self, py::object place)
     }
     py::tuple t(place);   // TypeError if not iterable
     if (t.size() == 0)
-        throw py::type_error("place must be a tuple whose first element is a capsule");
+        throw py::index_error("place must be a tuple whose first element is a capsule");
     py::object cap = t[0];
     if (!PyCapsule_CheckExact(cap.ptr()))
         throw py::type_error(std::string("Object of type '") + std::string(py::str(py::type::of(cap).attr("__name__")))
@@ -440,7 +441,10 @@ out-of-range values, or missing items are rejected and counted in the statistics
         .def_property_readonly("space_fd", [](const py_chunk_ringbuffer &r) { return r.ring->space_fd(); })
         .def("empty", [](const py_chunk_ringbuffer &r) { return r.ring->size() == 0; })
         .def("full", [](const py_chunk_ringbuffer &r) { return r.ring->size() == r.ring->capacity(); })
-        .def("stop", [](py_chunk_ringbuffer &r) { return r.ring->stop(); })
+        .def("stop", [](py_chunk_ringbuffer &r) {
+            r.ring->stop();
+            return true;   // spead2 reports True whether or not it was already stopped
+        })
         .def("add_producer", [](py_chunk_ringbuffer &r) { r.ring->add_producer(); })
         .def("remove_producer", [](py_chunk_ringbuffer &r) { return r.ring->remove_producer(); })
         .def("__iter__", [](py::object self) { return self; })

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cerrno>
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -73,6 +74,7 @@ class ringbuffer
     mutable std::mutex mutex;
     std::condition_variable data_cond, space_cond;
     std::deque<T> items;
+    std::atomic<std::size_t> count{0};   ///< items.size(), readable without the lock
     std::size_t cap;
     bool stopped_ = false;
     int producers = 0;
@@ -94,7 +96,7 @@ class ringbuffer
     /// so that a fast producer and slow consumer do not ping-pong per item.
     std::size_t resume_size() const { return cap / 2; }
 
-    static constexpr int spin_iterations = 2000;
+    static constexpr int spin_iterations = 1000;
 
     static void spin_pause()
     {
@@ -155,6 +157,7 @@ public:
             if (!has_space())
                 throw ringbuffer_full();
             items.push_back(std::move(value));
+            count.store(items.size(), std::memory_order_relaxed);
             update_levels();
         }
         // Notify after unlocking, so the woken consumer does not block on the mutex.
@@ -170,6 +173,7 @@ public:
         if (stopped_)
             throw ringbuffer_stopped();
         items.push_back(std::move(value));
+        count.store(items.size(), std::memory_order_relaxed);
         update_levels();
         lock.unlock();
         data_cond.notify_one();
@@ -220,15 +224,13 @@ public:
         std::unique_lock<std::mutex> lock(mutex);
         if (items.empty() && !stopped_)
         {
-            // Spin briefly before sleeping: a producer on another core usually
-            // delivers within microseconds, and a futex sleep/wake per item
-            // costs more than the item itself.
-            for (int i = 0; i < spin_iterations && items.empty() && !stopped_; i++)
-            {
-                lock.unlock();
+            // Spin briefly (without the lock, which the producer needs) before
+            // sleeping: a producer on another core usually delivers within
+            // microseconds, and a futex sleep/wake per item costs more.
+            lock.unlock();
+            for (int i = 0; i < spin_iterations && count.load(std::memory_order_relaxed) == 0; i++)
                 spin_pause();
-                lock.lock();
-            }
+            lock.lock();
         }
         data_cond.wait(lock, [this] { return stopped_ || !items.empty(); });
         if (items.empty())
@@ -263,12 +265,15 @@ public:
     /// Remove a producer; stops the ring (and returns true) when it was the last.
     bool remove_producer()
     {
-        bool last;
         {
             std::lock_guard<std::mutex> lock(mutex);
-            last = (--producers <= 0);
+            if (producers == 0)
+                return false;    // (spead2 behaviour: nothing to remove, ring keeps running)
+            if (--producers > 0)
+                return false;
         }
-        return last ? stop() : false;
+        stop();
+        return true;
     }
 
 private:
@@ -277,6 +282,7 @@ private:
     {
         T value = std::move(items.front());
         items.pop_front();
+        count.store(items.size(), std::memory_order_relaxed);
         update_levels();
         wake_producer = items.size() <= resume_size();
         return value;
