@@ -96,7 +96,7 @@ class ringbuffer
     /// so that a fast producer and slow consumer do not ping-pong per item.
     std::size_t resume_size() const { return cap / 2; }
 
-    static constexpr int spin_iterations = 1000;
+    static constexpr int spin_iterations = 256;
 
     static void spin_pause()
     {
@@ -229,7 +229,14 @@ public:
             // microseconds, and a futex sleep/wake per item costs more.
             lock.unlock();
             for (int i = 0; i < spin_iterations && count.load(std::memory_order_relaxed) == 0; i++)
-                spin_pause();
+            {
+                // Mostly pause; yield now and then in case the producer
+                // shares this core (an oversubscribed machine).
+                if (i % 16 == 15)
+                    std::this_thread::yield();
+                else
+                    spin_pause();
+            }
             lock.lock();
         }
         data_cond.wait(lock, [this] { return stopped_ || !items.empty(); });
