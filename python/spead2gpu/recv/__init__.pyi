@@ -133,27 +133,6 @@ class RingStreamConfig:
         incomplete_keep_payload_ranges: bool = ...,
     ) -> None: ...
 
-class UdpIbvConfig:
-    DEFAULT_BUFFER_SIZE: ClassVar[int]
-    DEFAULT_MAX_SIZE: ClassVar[int]
-    DEFAULT_MAX_POLL: ClassVar[int]
-    endpoints: _EndpointList
-    interface_address: str
-    buffer_size: int
-    max_size: int
-    comp_vector: int
-    max_poll: int
-    def __init__(
-        self,
-        *,
-        endpoints: _EndpointList = ...,
-        interface_address: str = ...,
-        buffer_size: int = ...,
-        max_size: int = ...,
-        comp_vector: int = ...,
-        max_poll: int = ...,
-    ) -> None: ...
-
 class _Stream:
     DEFAULT_UDP_MAX_SIZE: ClassVar[int]
     DEFAULT_UDP_BUFFER_SIZE: ClassVar[int]
@@ -194,7 +173,6 @@ class _Stream:
     ) -> None: ...
     @overload
     def add_tcp_reader(self, acceptor: socket.socket, max_size: int = ...) -> None: ...
-    def add_udp_ibv_reader(self, config: UdpIbvConfig) -> None: ...
     def add_udp_pcap_file_reader(self, filename: str, filter: str = "") -> None: ...
     def add_inproc_reader(self, queue: spead2gpu.InprocQueue) -> None: ...
     def start(self) -> None: ...
@@ -240,18 +218,50 @@ class Chunk:
         extra: Buffer | None = ...,
     ) -> None: ...
 
+class ChunkLayout:
+    """Built-in heap placement (spead2gpu only); see docs/chunk-layouts.md."""
+    def __init__(
+        self,
+        heap_size: int,
+        timestamp_id: int,
+        timestamp_step: int,
+        timestamps_per_chunk: int,
+        axes: list[str | tuple[int, int] | tuple[int, int, int] | tuple[int, int, int, int]] | None = ...,
+        extra_items: list[int] = ...,
+    ) -> None: ...
+    @property
+    def heap_size(self) -> int: ...
+    @property
+    def timestamp_id(self) -> int: ...
+    @property
+    def timestamp_step(self) -> int: ...
+    @property
+    def timestamps_per_chunk(self) -> int: ...
+    @property
+    def extra_items(self) -> list[int]: ...
+    @property
+    def axes(self) -> list[str | tuple[int, int, int, int]]: ...
+    @property
+    def heaps_per_chunk(self) -> int: ...
+    @property
+    def chunk_data_size(self) -> int: ...
+    @property
+    def extra_bytes_per_heap(self) -> int: ...
+    @property
+    def chunk_extra_size(self) -> int: ...
+
 class ChunkStreamConfig:
     DEFAULT_MAX_CHUNKS: ClassVar[int]
     items: list[int]
     max_chunks: int
-    place: tuple[Any, ...] | None
+    place: tuple[Any, ...] | ChunkLayout | None
     max_heap_extra: int
     def __init__(
         self,
         *,
         items: list[int] = ...,
         max_chunks: int = ...,
-        place: tuple[Any, ...] | None = ...,
+        place: tuple[Any, ...] | ChunkLayout | None = ...,
         max_heap_extra: int = ...,
     ) -> None: ...
     def enable_packet_presence(self, payload_size: int) -> Self: ...

@@ -167,36 +167,6 @@ class InprocStream(_SyncStream):
     @property
     def queues(self) -> list[spead2gpu.InprocQueue]: ...
 
-class UdpIbvConfig:
-    DEFAULT_BUFFER_SIZE: ClassVar[int]
-    DEFAULT_MAX_POLL: ClassVar[int]
-    endpoints: _EndpointList
-    interface_address: str
-    buffer_size: int
-    ttl: int
-    comp_vector: int
-    max_poll: int
-    memory_regions: list[Buffer]
-    def __init__(
-        self,
-        *,
-        endpoints: _EndpointList = ...,
-        interface_address: str = ...,
-        buffer_size: int = ...,
-        ttl: int = ...,
-        comp_vector: int = ...,
-        max_poll: int = ...,
-        memory_regions: list[Buffer] = ...,
-    ) -> None: ...
-
-class UdpIbvStream(_SyncStream):
-    def __init__(
-        self,
-        thread_pool: spead2gpu.ThreadPool,
-        config: StreamConfig,
-        udp_ibv_config: UdpIbvConfig,
-    ) -> None: ...
-
 class HeapGenerator:
     def __init__(
         self,

@@ -107,11 +107,3 @@ class InprocStream(_AsyncStream):
     ) -> None: ...
     @property
     def queues(self) -> list[spead2gpu.InprocQueue]: ...
-
-class UdpIbvStream(_AsyncStream):
-    def __init__(
-        self,
-        thread_pool: spead2gpu.ThreadPool,
-        config: StreamConfig,
-        udp_ibv_config: spead2gpu.send.UdpIbvConfig,
-    ) -> None: ...
