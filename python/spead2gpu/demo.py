@@ -17,6 +17,15 @@ timestamp (the sample index of the first sample in the heap).  This demo
 It uses only the spead2-compatible public API, so replacing the import by
 ``import spead2`` runs the same program on spead2.
 
+When a GPU is usable (and ``--memory`` is ``auto``, the default) the receive
+side is instead a :class:`spead2gpu.gpu.ChunkStream`: heaps are placed into
+chunks of ``device`` memory (``pinned`` if cupy is not installed) by a
+built-in :class:`spead2gpu.recv.ChunkLayout`, the samples are unpacked to
+float32 on the GPU (:func:`spead2gpu.gpu.unpack_int8`) and verified; the
+memory kind used is printed. ``--memory host|pinned|mapped|device`` forces
+the chunk path with that kind, ``--memory heap`` the CPU heap path. The
+chunk path needs the timestamp as an immediate item, i.e. SPEAD-64-48.
+
 Run it with ``python -m spead2gpu.demo`` (or the ``spead2gpu-demo`` script).
 The exit status is 0 when every heap arrived intact and 1 otherwise.
 """
@@ -82,6 +91,11 @@ def parse_args(argv):
     p.add_argument("--simulate-loss", type=int, default=0, metavar="N",
                    help="testing aid: do not send every N-th data heap, so that the "
                         "verification must report loss [off]")
+    p.add_argument("--memory", default="auto",
+                   choices=["auto", "heap", "host", "pinned", "mapped", "device"],
+                   help="receive path: 'heap' (CPU heaps), or a GPU chunk stream with this "
+                        "memory kind; 'auto' uses the GPU path when a GPU is usable "
+                        "[%(default)s]")
     p.add_argument("--quiet", action="store_true", help="print only the summary lines")
     args = p.parse_args(argv)
     if args.heaps < 1:
@@ -98,9 +112,10 @@ def parse_args(argv):
 class _Sender(threading.Thread):
     """Sends the stream from its own thread, at most ``window`` heaps ahead."""
 
-    def __init__(self, args, queue, wave, window):
+    def __init__(self, args, queue, wave, window, descriptors="stale"):
         super().__init__(name="demo-sender", daemon=True)
         self.args = args
+        self.descriptors = descriptors
         self.wave = wave
         self.window = window
         self.error = None
@@ -134,7 +149,8 @@ class _Sender(threading.Thread):
                 self.ig["timestamp"].value = timestamp
                 self.ig["adc_samples"].value = heap_samples(self.wave, timestamp,
                                                             args.heap_size)
-                self.bytes_sent += self.stream.send_heap(self.ig.get_heap())
+                self.bytes_sent += self.stream.send_heap(
+                    self.ig.get_heap(descriptors=self.descriptors))
                 self.heaps_sent += 1
             self.bytes_sent += self.stream.send_heap(self.ig.get_end())
         except Exception as exc:  # reported by the main thread
@@ -144,7 +160,39 @@ class _Sender(threading.Thread):
             self.queue.stop()
 
 
+def choose_memory(args):
+    """(kind, note) for the GPU chunk path, or (None, note) for the CPU heap path."""
+    if args.memory == "heap":
+        return None, "CPU heap path requested"
+    try:
+        from spead2gpu import gpu
+    except ImportError:
+        return None, "spead2gpu.gpu is not available"
+    if args.heap_address_bits != 48:
+        return None, "the chunk path needs SPEAD-64-48 (48-bit immediate timestamps)"
+    if args.packet_size < 64:
+        # Packets too small for all item pointers: the sender spreads them over
+        # several packets and the heaps are no longer of a fixed size.
+        return None, "the chunk path needs packets of at least 64 bytes"
+    if args.memory != "auto":
+        return args.memory, "requested"
+    if not gpu.available():
+        return None, f"no usable GPU: {gpu.unavailable_reason()}"
+    if gpu._cupy_available():
+        return "device", "GPU found"
+    return "pinned", "GPU found, but cupy is not installed (device chunks need it)"
+
+
 def run(args, out=sys.stdout) -> int:
+    kind, note = choose_memory(args)
+    if kind is not None:
+        return run_chunks(args, kind, note, out)
+    if args.memory not in ("auto", "heap") and not args.quiet:
+        print(f"memory kind    : heap (CPU path: {note})", file=out)
+    return run_heaps(args, out)
+
+
+def run_heaps(args, out=sys.stdout) -> int:
     def say(*a):
         if not args.quiet:
             print(*a, file=out)
@@ -239,6 +287,106 @@ def run(args, out=sys.stdout) -> int:
         ok = False
     if lost or incomplete or corrupt or duplicate or unexpected:
         ok = False
+    print("OK: every heap arrived intact" if ok else "FAILED: data lost or wrong", file=out)
+    return 0 if ok else 1
+
+
+def chunk_geometry(args):
+    """Heaps per chunk and window (max_chunks) such that the sender's flow-control
+    window always covers what the receiver needs to complete a chunk."""
+    hpc = max(1, min(args.heaps, args.window // 4, (4 << 20) // args.heap_size))
+    max_chunks = 2 if args.window >= 3 * hpc else 1
+    return hpc, max_chunks
+
+
+def _host(a):
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+def run_chunks(args, kind, note, out=sys.stdout) -> int:
+    """The GPU path: a gpu.ChunkStream with memory of ``kind``."""
+    from spead2gpu import gpu
+
+    def say(*a):
+        if not args.quiet:
+            print(*a, file=out)
+
+    wave = make_waveform(args.heap_size)
+    queue = spead2.InprocQueue()
+    hpc, max_chunks = chunk_geometry(args)
+    layout = spead2.recv.ChunkLayout(heap_size=args.heap_size, timestamp_id=TIMESTAMP_ID,
+                                     timestamp_step=args.heap_size, timestamps_per_chunk=hpc)
+    recv_kwargs = dict(max_heaps=args.max_heaps)
+    if args.memcpy_nt:
+        recv_kwargs["memcpy"] = spead2.MEMCPY_NONTEMPORAL
+    try:
+        stream = gpu.ChunkStream(
+            spead2.ThreadPool(args.recv_threads), spead2.recv.StreamConfig(**recv_kwargs),
+            spead2.recv.ChunkStreamConfig(place=layout, max_chunks=max_chunks),
+            kind=kind, data_shape=(hpc, args.heap_size), data_dtype=np.int8)
+    except (gpu.GpuUnavailableError, ValueError) as exc:
+        print(f"ERROR: memory kind {kind!r}: {exc}", file=out)
+        return 1
+    stream.add_inproc_reader(queue)
+
+    window = threading.Semaphore(args.window)
+    sender = _Sender(args, queue, wave, window, descriptors="none")
+    device = f" on {gpu._gpu.device_name(0)}" if kind != "host" else ""
+    say(f"spead2gpu demo: {args.heaps} heaps x {args.heap_size} int8 samples "
+        f"(+48-bit timestamp), SPEAD-64-{args.heap_address_bits}, "
+        f"packets <= {args.packet_size} B, in-process")
+    print(f"memory kind    : {kind} (GPU chunk stream{device}, {hpc} heaps per chunk, "
+          f"{stream.array_module} arrays; {note})", file=out)
+
+    seen = set()
+    corrupt = unexpected = 0
+    t_start = time.perf_counter()
+    sender.start()
+    for chunk in stream:
+        with chunk:
+            present = np.array(_host(chunk.present))  # a copy: released chunks are reused
+            # First processing step on the GPU (numpy for host memory).
+            samples = _host(gpu.unpack_int8(chunk.data))
+        base = chunk.chunk_id * hpc
+        n_present = int(np.count_nonzero(present))
+        if n_present:
+            window.release(n_present)   # the sender's flow control (one per heap)
+        for i in np.flatnonzero(present):
+            index = base + int(i)
+            if not 0 <= index < args.heaps:
+                unexpected += 1
+                continue
+            expected = heap_samples(wave, index * args.heap_size, args.heap_size)
+            if not np.array_equal(samples[i], expected.astype(np.float32)):
+                corrupt += 1
+                continue
+            seen.add(index)
+    elapsed = time.perf_counter() - t_start
+    sender.join(timeout=60)
+    stream.stop()
+    stats = stream.stats
+
+    received = len(seen)
+    lost = args.heaps - received
+    payload = received * args.heap_size
+    rate = payload / elapsed / 1e9 if elapsed > 0 else float("inf")
+    say(f"sent           : {sender.heaps_sent} data heaps, {sender.bytes_sent} bytes on the wire")
+    print(f"heaps received : {received}/{args.heaps} intact "
+          f"(incomplete 0, corrupt {corrupt}, duplicate 0, unexpected {unexpected})", file=out)
+    print(f"payload        : {payload / 1e6:.3f} MB in {elapsed:.4f} s = {rate:.3f} GB/s",
+          file=out)
+    print(f"loss           : {lost} heaps ({100.0 * lost / args.heaps:.2f}%)", file=out)
+    pstats = stream.pipeline_stats
+    say(f"receiver stats : heaps={stats['heaps']} packets={stats['packets']} "
+        f"too_old_heaps={stats['too_old_heaps']} "
+        f"free_chunk_wait_ns={stats['spead2gpu.free_chunk_wait_ns']} "
+        f"chunks={pstats['chunks_delivered']} copied={pstats['chunks_copied']} "
+        f"copy_waits={pstats['copy_waits']}")
+    stream.close()
+
+    ok = sender.error is None and not (lost or corrupt or unexpected)
+    if sender.error is not None:
+        print(f"ERROR: sender failed: {sender.error!r}", file=out)
     print("OK: every heap arrived intact" if ok else "FAILED: data lost or wrong", file=out)
     return 0 if ok else 1
 

@@ -1,4 +1,5 @@
 #include "py_common.h"
+namespace spead2gpu::gpu { void register_gpu(py::module_ &parent); }
 
 PYBIND11_MODULE(_spead2, m)
 {
@@ -8,4 +9,5 @@ PYBIND11_MODULE(_spead2, m)
     spead2gpu::register_recv(recv);
     auto send = m.def_submodule("send", "Send streams");
     spead2gpu::register_send(send);
+    spead2gpu::gpu::register_gpu(m);
 }
