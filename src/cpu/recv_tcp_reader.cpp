@@ -17,10 +17,12 @@ tcp_reader::tcp_reader(stream &owner, const socket_address &endpoint, std::size_
     int one = 1;
     setsockopt(acceptor.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     set_socket_buffer_size(acceptor.get(), SO_RCVBUF, buffer_size);
+    // RuntimeError in Python, as spead2 raises for socket set-up failures.
     if (::bind(acceptor.get(), endpoint.get(), endpoint.length) != 0)
-        throw std::system_error(errno, std::generic_category(), "bind");
+        throw std::runtime_error("bind to " + endpoint.host() + ":" + std::to_string(endpoint.port()) + ": "
+                                 + std::strerror(errno));
     if (::listen(acceptor.get(), 1) != 0)
-        throw std::system_error(errno, std::generic_category(), "listen");
+        throw std::runtime_error(std::string("listen: ") + std::strerror(errno));
     set_nonblocking(acceptor.get());
     capacity = std::max<std::size_t>(2 * max_size, 256 * 1024);
     buffer.reset(new std::uint8_t[capacity]);

@@ -19,8 +19,10 @@ namespace spead2gpu::recv
 
 static void bind_or_throw(int fd, const socket_address &addr)
 {
+    // RuntimeError in Python, as spead2 raises for socket set-up failures.
     if (::bind(fd, addr.get(), addr.length) != 0)
-        throw std::system_error(errno, std::generic_category(), "bind to " + addr.host() + ":" + std::to_string(addr.port()));
+        throw std::runtime_error("bind to " + addr.host() + ":" + std::to_string(addr.port()) + ": "
+                                 + std::strerror(errno));
 }
 
 udp_reader::udp_reader(stream &owner, const socket_address &endpoint, std::size_t max_size,
@@ -55,7 +57,8 @@ udp_reader::udp_reader(stream &owner, const socket_address &group, std::size_t m
         mreq.imr_multiaddr = reinterpret_cast<const sockaddr_in *>(group.get())->sin_addr;
         mreq.imr_interface = reinterpret_cast<const sockaddr_in *>(interface_address.get())->sin_addr;
         if (setsockopt(sock.get(), IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof(mreq)) != 0)
-            throw std::system_error(errno, std::generic_category(), "IP_ADD_MEMBERSHIP");
+            throw std::runtime_error(std::string("join multicast group (IP_ADD_MEMBERSHIP): ")
+                                     + std::strerror(errno));
     }
     setup(buffer_size);
 }
@@ -76,7 +79,8 @@ udp_reader::udp_reader(stream &owner, const socket_address &group, std::size_t m
     mreq.ipv6mr_multiaddr = reinterpret_cast<const sockaddr_in6 *>(group.get())->sin6_addr;
     mreq.ipv6mr_interface = interface_index;
     if (setsockopt(sock.get(), IPPROTO_IPV6, IPV6_JOIN_GROUP, &mreq, sizeof(mreq)) != 0)
-        throw std::system_error(errno, std::generic_category(), "IPV6_JOIN_GROUP");
+        throw std::runtime_error(std::string("join multicast group (IPV6_JOIN_GROUP): ")
+                                 + std::strerror(errno));
     setup(buffer_size);
 }
 
