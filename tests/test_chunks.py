@@ -1362,16 +1362,8 @@ def test_spead2_program_runs_on_both():
 
 
 # ---------------------------------------------------------------------------
-# Chunk stream groups
+# Chunk stream groups: see test_chunk_groups.py
 # ---------------------------------------------------------------------------
-# ChunkStreamGroupConfig / ChunkStreamRingGroup / ChunkStreamGroupMember
-# (LOSSY and LOSSLESS eviction, one thread per member, several members
-# writing disjoint parts of the same chunks, stop of one member stopping the
-# group) are being implemented; their tests go here.
-
-@pytest.mark.skip(reason="chunk stream groups: tests to be added when groups land")
-def test_chunk_stream_groups():
-    pass
 
 
 # ---------------------------------------------------------------------------

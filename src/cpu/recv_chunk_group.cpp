@@ -6,6 +6,14 @@ namespace spead2gpu::recv
 
 static constexpr std::int64_t stopped_head = std::numeric_limits<std::int64_t>::max();
 
+chunk chunk_stream_group::retry_marker;
+
+void chunk_stream_group::set_head(std::int64_t head)
+{
+    head_id = head;
+    head_atomic.store(head, std::memory_order_release);
+}
+
 chunk_stream_group_member::chunk_stream_group_member(
     chunk_stream_group &group, std::size_t index, std::shared_ptr<thread_pool> pool,
     const stream_config &config, const chunk_stream_config &chunk_config)
@@ -20,7 +28,17 @@ chunk_stream_group_member::~chunk_stream_group_member()
 
 chunk *chunk_stream_group_member::allocate_chunk(std::int64_t chunk_id, std::uint64_t *stats)
 {
-    return group.acquire(*this, chunk_id, stats);
+    while (true)
+    {
+        // Release chunks the group has already moved past: they hold up the
+        // (ordered) delivery, and with it the return of free chunks. Only
+        // ids below chunk_id are touched, so the caller's window walk stays valid.
+        std::int64_t limit = std::min(group.head_atomic.load(std::memory_order_acquire), chunk_id);
+        flush_until(limit, stats);
+        chunk *c = group.acquire(*this, chunk_id, stats);
+        if (c != &chunk_stream_group::retry_marker)
+            return c;
+    }
 }
 
 void chunk_stream_group_member::ready_chunk(chunk *c, std::uint64_t *stats)
@@ -142,7 +160,7 @@ chunk *chunk_stream_group::acquire(chunk_stream_group_member &m, std::int64_t id
         }
         if (new_head > head_id)
         {
-            head_id = new_head;
+            set_head(new_head);
             tail_id = std::max(tail_id, head_id);
             deliver_ready();
         }
@@ -168,7 +186,20 @@ chunk *chunk_stream_group::acquire(chunk_stream_group_member &m, std::int64_t id
                 lock.unlock();   // other members may release chunks meanwhile
                 try
                 {
-                    c = free_ring->pop();
+                    while (true)
+                    {
+                        if (auto got = free_ring->pop_for(std::chrono::milliseconds(1)))
+                        {
+                            c = std::move(*got);
+                            break;
+                        }
+                        // Still waiting: if this member holds chunks the group
+                        // has passed, it must release them first (otherwise the
+                        // chunks it waits for may never come back).
+                        std::lock_guard<std::mutex> check(mutex);
+                        if (member_heads[m.index] < head_id)
+                            break;
+                    }
                 }
                 catch (...)
                 {
@@ -176,6 +207,8 @@ chunk *chunk_stream_group::acquire(chunk_stream_group_member &m, std::int64_t id
                     throw;
                 }
                 lock.lock();
+                if (!c)
+                    return &retry_marker;
                 stats[m.free_chunk_wait_index] += std::uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
                     std::chrono::steady_clock::now() - start).count());
             }
@@ -249,7 +282,7 @@ void chunk_stream_group::member_stopped(chunk_stream_group_member &m)
     if (--live_members == 0 && !producer_removed)
     {
         // Every member has reached the end of its input: deliver everything.
-        head_id = tail_id;
+        set_head(tail_id);
         deliver_ready();
         producer_removed = true;
         data_ring->remove_producer();

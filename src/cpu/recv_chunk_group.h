@@ -94,6 +94,7 @@ class chunk_stream_group
     std::condition_variable cond;
     std::map<std::int64_t, entry> chunks;          ///< in the window or evicted but still held
     std::int64_t head_id = 0, tail_id = 0;
+    std::atomic<std::int64_t> head_atomic{0};       ///< head_id, readable without the lock
     std::vector<std::unique_ptr<chunk_stream_group_member>> members;
     std::vector<std::int64_t> member_heads;
     std::size_t live_members = 0;
@@ -106,7 +107,10 @@ class chunk_stream_group
     std::condition_variable tasks_cond;
     int pending_tasks = 0;
 
+    /// Returned by acquire when the member must first release chunks the group has passed.
+    static chunk retry_marker;
     chunk *acquire(chunk_stream_group_member &m, std::int64_t id, std::uint64_t *stats);
+    void set_head(std::int64_t head);
     void release(chunk_stream_group_member &m, chunk *c);
     void member_head_moved(chunk_stream_group_member &m, std::int64_t head);
     void member_stopped(chunk_stream_group_member &m);

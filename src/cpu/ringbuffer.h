@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -211,6 +212,26 @@ public:
                 throw ringbuffer_stopped();
             return std::nullopt;
         }
+        std::optional<T> value(pop_locked(wake));
+        lock.unlock();
+        if (wake)
+            space_cond.notify_one();
+        return value;
+    }
+
+    /**
+     * Pop, waiting at most @a timeout; nullopt on timeout. Throws
+     * ringbuffer_stopped once stopped and empty.
+     */
+    template <typename Rep, typename Period>
+    std::optional<T> pop_for(const std::chrono::duration<Rep, Period> &timeout)
+    {
+        std::unique_lock<std::mutex> lock(mutex);
+        if (!data_cond.wait_for(lock, timeout, [this] { return stopped_ || !items.empty(); }))
+            return std::nullopt;
+        if (items.empty())
+            throw ringbuffer_stopped();
+        bool wake;
         std::optional<T> value(pop_locked(wake));
         lock.unlock();
         if (wake)
