@@ -173,6 +173,67 @@ def measure(mod, place, items, transport, data, packets, n_heaps):
     return n_heaps * HEAP_SIZE / elapsed / 1e9
 
 
+def digitiser_of(packet):
+    """DIGITISER_ID immediate of a packet (-1 if absent: not a first packet)."""
+    n_items = struct.unpack(">Q", packet[:8])[0] & 0xFFFF
+    hab = packet[3] * 8
+    for i in range(n_items):
+        p = struct.unpack(">Q", packet[8 + 8 * i:16 + 8 * i])[0]
+        if p >> 63 and ((p & ~(1 << 63)) >> hab) == DIGITISER_ID:
+            return p & ((1 << hab) - 1)
+    return -1
+
+
+def split_by_member(packets, members):
+    """Packets of each heap go to member (digitiser % members)."""
+    out = [[] for _ in range(members)]
+    current = {}
+    for p in packets:
+        cnt = None
+        n_items = struct.unpack(">Q", p[:8])[0] & 0xFFFF
+        hab = p[3] * 8
+        for i in range(n_items):
+            q = struct.unpack(">Q", p[8 + 8 * i:16 + 8 * i])[0]
+            if q >> 63 and ((q & ~(1 << 63)) >> hab) == 1:
+                cnt = q & ((1 << hab) - 1)
+        dig = digitiser_of(p)
+        if dig >= 0:
+            current[cnt] = dig % members
+        out[current.get(cnt, 0)].append(p)
+    return [b"".join(x) for x in out]
+
+
+def measure_group(mod, place, items, member_data, n_heaps):
+    """A ChunkStreamRingGroup of len(member_data) members (one thread each),
+    each reading its own buffer; LOSSLESS eviction."""
+    EvictionMode = mod.recv.ChunkStreamGroupConfig.EvictionMode
+    group_config = mod.recv.ChunkStreamGroupConfig(max_chunks=MAX_CHUNKS,
+                                                  eviction_mode=EvictionMode.LOSSLESS)
+    data_ring = mod.recv.ChunkRingbuffer(N_CHUNKS)
+    free_ring = mod.recv.ChunkRingbuffer(N_CHUNKS)
+    group = mod.recv.ChunkStreamRingGroup(group_config, data_ring, free_ring)
+    chunk_config = mod.recv.ChunkStreamConfig(items=items, max_chunks=MAX_CHUNKS, place=place)
+    for _ in member_data:
+        group.emplace_back(mod.ThreadPool(1), mod.recv.StreamConfig(max_heaps=8), chunk_config)
+    for _ in range(N_CHUNKS):
+        group.add_free_chunk(mod.recv.Chunk(
+            present=np.zeros(HEAPS_PER_CHUNK, np.uint8),
+            data=np.ones(HEAPS_PER_CHUNK * HEAP_SIZE, np.uint8)))
+    gc.collect()
+    t0 = time.perf_counter()
+    for member, data in zip(group, member_data):
+        member.add_buffer_reader(data)
+    heaps = 0
+    for chunk in data_ring:
+        heaps += int(np.count_nonzero(chunk.present))
+        group.add_free_chunk(chunk)
+    elapsed = time.perf_counter() - t0
+    group.stop()
+    if heaps != n_heaps:
+        raise RuntimeError(f"{mod.__name__} (group): {heaps} heaps placed, expected {n_heaps}")
+    return n_heaps * HEAP_SIZE / elapsed / 1e9
+
+
 # ---------------------------------------------------------------------------
 
 def main(argv=None):
@@ -182,8 +243,8 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, help="repetitions (default 7, 3 with --quick)")
     parser.add_argument("--payload-mib", type=int,
                         help="heap payload per measurement (default 256, 64 with --quick)")
-    parser.add_argument("--only", default="buffer,inproc",
-                        help="comma-separated subset of buffer,inproc")
+    parser.add_argument("--only", default="buffer,inproc,group",
+                        help="comma-separated subset of buffer,inproc,group")
     parser.add_argument("--no-reference", action="store_true",
                         help="measure spead2gpu only (no ratios)")
     args = parser.parse_args(argv)
@@ -192,6 +253,7 @@ def main(argv=None):
     n_heaps = max(HEAPS_PER_CHUNK, payload_mib * MiB // HEAP_SIZE // HEAPS_PER_CHUNK
                   * HEAPS_PER_CHUNK)
     transports = [t for t in ("buffer", "inproc") if t in args.only.split(",")]
+    do_group = "group" in args.only.split(",")
 
     gpu = load("spead2gpu")
     ref = None
@@ -219,11 +281,10 @@ def main(argv=None):
             variants.append(("spead2 + numba", ref, cb, NUMBA_ITEMS))
         variants.append(("spead2gpu + numba", gpu, cb, NUMBA_ITEMS))
     variants.append(("spead2gpu + ChunkLayout", gpu, layout_place(gpu), []))
-    # TODO(groups): add "spead2gpu group of 2 streams" (ChunkStreamRingGroup,
-    # each member receiving half of the digitisers) when chunk stream groups land.
 
     data = build_stream(ref or gpu, n_heaps)
-    packets = split_packets(data) if "inproc" in transports else None
+    packets = split_packets(data) if ("inproc" in transports or do_group) else None
+    member_data = split_by_member(packets, 2) if do_group else None
     print(f"spead2gpu {getattr(gpu, '__version__', '?')}"
           + (f" vs spead2 {ref.__version__}" if ref else "")
           + f"; {n_heaps} heaps of {HEAP_SIZE // 1024} KiB ({n_heaps * HEAP_SIZE / MiB:.0f} MiB)"
@@ -239,6 +300,15 @@ def main(argv=None):
                 results.setdefault((transport, label), []).append(
                     measure(mod, place, items, transport, data, packets, n_heaps))
 
+    group_results = {}
+    if do_group:
+        for label, mod, place, items in variants:   # warm-up
+            measure_group(mod, place, items, member_data, n_heaps)
+        for _ in range(repeat):
+            for label, mod, place, items in variants:
+                group_results.setdefault(label, []).append(
+                    measure_group(mod, place, items, member_data, n_heaps))
+
     labels = [v[0] for v in variants]
     width = max(len(x) for x in labels) + 2
     header = f"{'transport':<10}" + "".join(f"{x:>{width}}" for x in labels)
@@ -253,10 +323,19 @@ def main(argv=None):
         if base:
             line += "".join(f"{med[x] / med[base]:>18.2f}" for x in labels if x != base)
         print(line)
+    if do_group:
+        med = {x: statistics.median(group_results[x]) for x in labels}
+        line = f"{'group of 2':<10}" + "".join(f"{med[x]:>{width}.3f}" for x in labels)
+        if base:
+            line += "".join(f"{med[x] / med[base]:>18.2f}" for x in labels if x != base)
+        print(line)
     if base:
         print("(ratio = spead2gpu variant / spead2 + numba; above 1.0 spead2gpu is faster)")
     print()
     print("spread (min..max GB/s):")
+    if do_group:
+        print("  group of 2: " + ", ".join(
+            f"{x} {min(group_results[x]):.2f}..{max(group_results[x]):.2f}" for x in labels))
     for transport in transports:
         print(f"  {transport}: " + ", ".join(
             f"{x} {min(results[(transport, x)]):.2f}..{max(results[(transport, x)]):.2f}"
