@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "logging.h"
+#include "socket_util.h"
 
 namespace spead2gpu
 {
@@ -19,14 +20,6 @@ namespace send
 
 namespace
 {
-
-/// Most iovecs the kernel accepts in one call (UIO_MAXIOV).
-constexpr std::size_t iov_max = 1024;
-
-std::string error_text(const char *what, int err)
-{
-    return std::string(what) + ": " + std::strerror(err) + " [system:" + std::to_string(err) + "]";
-}
 
 /// Pending socket error (SO_ERROR), which reading clears.
 int socket_error(int fd)
@@ -61,7 +54,7 @@ tcp_writer::tcp_writer(const socket_address &endpoint, std::size_t buffer_size,
     if (interface_address)
     {
         if (::bind(sock.get(), interface_address->get(), interface_address->length) != 0)
-            throw std::runtime_error(error_text("bind", errno));
+            throw std::runtime_error(socket_error_text("bind", errno));
     }
     int one = 1;
     setsockopt(sock.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

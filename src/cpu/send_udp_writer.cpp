@@ -10,6 +10,7 @@
 #include <system_error>
 #include <unistd.h>
 #include "logging.h"
+#include "socket_util.h"
 
 #ifndef SOL_UDP
 #define SOL_UDP 17
@@ -26,19 +27,10 @@ namespace send
 namespace
 {
 
-/// Most iovecs the kernel accepts in one message (UIO_MAXIOV).
-constexpr std::size_t iov_max = 1024;
-
-/// Message of a socket call failure, in the style "what: strerror [system:N]".
-std::string error_text(const char *what, int err)
-{
-    return std::string(what) + ": " + std::strerror(err) + " [system:" + std::to_string(err) + "]";
-}
-
 void set_option(int fd, int level, int name, const void *value, socklen_t len)
 {
     if (setsockopt(fd, level, name, value, len) != 0)
-        throw std::runtime_error(error_text("set_option", errno));
+        throw std::runtime_error(socket_error_text("set_option", errno));
 }
 
 /// Number of non-empty pieces of @a pkt.
@@ -105,7 +97,7 @@ udp_writer::udp_writer(const std::vector<socket_address> &endpoints, std::size_t
     if (interface_address)
     {
         if (::bind(sock.get(), interface_address->get(), interface_address->length) != 0)
-            throw std::runtime_error(error_text("bind", errno));
+            throw std::runtime_error(socket_error_text("bind", errno));
     }
     detect_gso();
 }
@@ -172,7 +164,7 @@ udp_writer::udp_writer(int fd, const std::vector<socket_address> &endpoints)
     int family = 0;
     socklen_t len = sizeof(family);
     if (getsockopt(sock.get(), SOL_SOCKET, SO_DOMAIN, &family, &len) != 0)
-        throw std::runtime_error(error_text("getsockopt", errno));
+        throw std::runtime_error(socket_error_text("getsockopt", errno));
     check_family(family);
     detect_gso();
 }

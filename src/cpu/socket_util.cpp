@@ -117,6 +117,11 @@ socket_address parse_numeric_address(const std::string &host, std::uint16_t port
     return out;
 }
 
+std::string socket_error_text(const char *what, int err)
+{
+    return std::string(what) + ": " + std::strerror(err) + " [system:" + std::to_string(err) + "]";
+}
+
 void socket_fd::reset()
 {
     if (fd_ >= 0)

@@ -64,6 +64,12 @@ public:
     void reset();
 };
 
+/// Most iovecs the kernel accepts in one call (UIO_MAXIOV).
+constexpr std::size_t iov_max = 1024;
+
+/// Message for a failed socket call, in spead2's style "what: strerror [system:N]".
+std::string socket_error_text(const char *what, int err);
+
 /// Create a socket; throws std::system_error.
 socket_fd make_socket(int family, int type, int protocol = 0);
 /// Set O_NONBLOCK; throws std::system_error.
