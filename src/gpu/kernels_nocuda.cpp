@@ -1,5 +1,5 @@
 /**
- * @file kernels_stub.cpp
+ * @file kernels_nocuda.cpp
  * Kernel entry points for builds without CUDA: each raises gpu_unavailable
  * (the Python layer uses the numpy reference implementations instead).
  */
