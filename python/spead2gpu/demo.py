@@ -261,18 +261,8 @@ def run_heaps(args, out=sys.stdout) -> int:
     stream.stop()
     stats = stream.stats
 
-    received = len(seen)
-    missing = args.heaps - received
-    payload = received * args.heap_size
-    rate = payload / elapsed / 1e9 if elapsed > 0 else float("inf")
-    lost = missing  # heaps that did not arrive intact (includes corrupt/incomplete ones)
-    say(f"sent           : {sender.heaps_sent} data heaps, {sender.bytes_sent} bytes on the wire")
-    print(f"heaps received : {received}/{args.heaps} intact "
-          f"(incomplete {incomplete}, corrupt {corrupt}, duplicate {duplicate}, "
-          f"unexpected {unexpected})", file=out)
-    print(f"payload        : {payload / 1e6:.3f} MB in {elapsed:.4f} s = {rate:.3f} GB/s",
-          file=out)
-    print(f"loss           : {lost} heaps ({100.0 * lost / args.heaps:.2f}%)", file=out)
+    lost = report_outcome(args, out, say, sender, len(seen), elapsed, incomplete=incomplete,
+                          corrupt=corrupt, duplicate=duplicate, unexpected=unexpected)
     say(f"receiver stats : heaps={stats['heaps']} packets={stats['packets']} "
         f"incomplete_heaps_evicted={stats['incomplete_heaps_evicted']} "
         f"incomplete_heaps_flushed={stats['incomplete_heaps_flushed']} "
@@ -289,6 +279,23 @@ def run_heaps(args, out=sys.stdout) -> int:
         ok = False
     print("OK: every heap arrived intact" if ok else "FAILED: data lost or wrong", file=out)
     return 0 if ok else 1
+
+
+def report_outcome(args, out, say, sender, received, elapsed, *, incomplete=0, corrupt=0,
+                   duplicate=0, unexpected=0):
+    """Print what was sent and received (shared by the heap and chunk paths);
+    returns the number of heaps that did not arrive intact."""
+    lost = args.heaps - received
+    payload = received * args.heap_size
+    rate = payload / elapsed / 1e9 if elapsed > 0 else float("inf")
+    say(f"sent           : {sender.heaps_sent} data heaps, {sender.bytes_sent} bytes on the wire")
+    print(f"heaps received : {received}/{args.heaps} intact "
+          f"(incomplete {incomplete}, corrupt {corrupt}, duplicate {duplicate}, "
+          f"unexpected {unexpected})", file=out)
+    print(f"payload        : {payload / 1e6:.3f} MB in {elapsed:.4f} s = {rate:.3f} GB/s",
+          file=out)
+    print(f"loss           : {lost} heaps ({100.0 * lost / args.heaps:.2f}%)", file=out)
+    return lost
 
 
 def chunk_geometry(args):
@@ -366,16 +373,8 @@ def run_chunks(args, kind, note, out=sys.stdout) -> int:
     stream.stop()
     stats = stream.stats
 
-    received = len(seen)
-    lost = args.heaps - received
-    payload = received * args.heap_size
-    rate = payload / elapsed / 1e9 if elapsed > 0 else float("inf")
-    say(f"sent           : {sender.heaps_sent} data heaps, {sender.bytes_sent} bytes on the wire")
-    print(f"heaps received : {received}/{args.heaps} intact "
-          f"(incomplete 0, corrupt {corrupt}, duplicate 0, unexpected {unexpected})", file=out)
-    print(f"payload        : {payload / 1e6:.3f} MB in {elapsed:.4f} s = {rate:.3f} GB/s",
-          file=out)
-    print(f"loss           : {lost} heaps ({100.0 * lost / args.heaps:.2f}%)", file=out)
+    lost = report_outcome(args, out, say, sender, len(seen), elapsed, corrupt=corrupt,
+                          unexpected=unexpected)
     pstats = stream.pipeline_stats
     say(f"receiver stats : heaps={stats['heaps']} packets={stats['packets']} "
         f"too_old_heaps={stats['too_old_heaps']} "
