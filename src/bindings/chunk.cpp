@@ -3,12 +3,12 @@
  * ChunkRingPair and ChunkRingStream (spead2-compatible).
  */
 #include <cstring>
-#include "py_common.h"
-#include "recv_chunk.h"
-#include "recv_chunk_stream.h"
-#include "recv_chunk_layout.h"
-#include "recv_chunk_group.h"
-#include "recv_stream.h"
+#include "bindings/py_common.h"
+#include "recv/chunk/chunk.h"
+#include "recv/chunk/chunk_stream.h"
+#include "recv/chunk/layout.h"
+#include "recv/chunk/group.h"
+#include "recv/stream/stream.h"
 
 using namespace pybind11::literals;
 

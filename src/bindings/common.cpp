@@ -7,16 +7,16 @@
 #include <thread>
 #include <pybind11/functional.h>
 #include <pybind11/operators.h>
-#include "allocator.h"
-#include "common.h"
-#include "descriptor.h"
-#include "flavour.h"
-#include "inproc_queue.h"
-#include "logging.h"
-#include "memcpy.h"
-#include "py_common.h"
-#include "ringbuffer.h"
-#include "thread_pool.h"
+#include "common/allocator.h"
+#include "common/constants.h"
+#include "common/descriptor.h"
+#include "common/flavour.h"
+#include "common/inproc_queue.h"
+#include "common/logging.h"
+#include "common/memcpy.h"
+#include "bindings/py_common.h"
+#include "common/ringbuffer.h"
+#include "common/thread_pool.h"
 
 using namespace pybind11::literals;
 

@@ -5,16 +5,16 @@
  * first-step kernels. The pure-Python layer is python/spead2gpu/gpu.
  */
 #include <cstring>
-#include "py_common.h"
-#include "gpu_memory.h"
-#include "gpu_pipeline.h"
-#include "kernels.h"
-#include "logging.h"
-#include "recv_chunk.h"
-#include "recv_chunk_group.h"
-#include "recv_chunk_layout.h"
-#include "recv_chunk_stream.h"
-#include "thread_pool.h"
+#include "bindings/py_common.h"
+#include "gpu/memory.h"
+#include "gpu/pipeline.h"
+#include "gpu/kernels.h"
+#include "common/logging.h"
+#include "recv/chunk/chunk.h"
+#include "recv/chunk/group.h"
+#include "recv/chunk/layout.h"
+#include "recv/chunk/chunk_stream.h"
+#include "common/thread_pool.h"
 
 using namespace pybind11::literals;
 

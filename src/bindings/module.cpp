@@ -1,4 +1,4 @@
-#include "py_common.h"
+#include "bindings/py_common.h"
 namespace spead2gpu::gpu { void register_gpu(py::module_ &parent); }
 
 PYBIND11_MODULE(_spead2, m)

@@ -3,17 +3,17 @@
  * the ring stream.
  */
 #include <pybind11/operators.h>
-#include "inproc_queue.h"
-#include "py_common.h"
-#include "recv_heap.h"
-#include "recv_readers.h"
-#include "recv_pcap_reader.h"
-#include "recv_tcp_reader.h"
-#include "recv_udp_reader.h"
-#include "socket_util.h"
-#include "recv_ring_stream.h"
-#include "recv_stats.h"
-#include "recv_stream.h"
+#include "common/inproc_queue.h"
+#include "bindings/py_common.h"
+#include "recv/heap/heap.h"
+#include "recv/reader/in_process_readers.h"
+#include "recv/reader/pcap_reader.h"
+#include "recv/reader/tcp_reader.h"
+#include "recv/reader/udp_reader.h"
+#include "common/socket_util.h"
+#include "recv/ring/ring_stream.h"
+#include "recv/stream/stats.h"
+#include "recv/stream/stream.h"
 
 using namespace pybind11::literals;
 

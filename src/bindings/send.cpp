@@ -19,18 +19,18 @@
 #include <unistd.h>
 #include <vector>
 #include <pybind11/native_enum.h>
-#include "descriptor.h"
-#include "flavour.h"
-#include "inproc_queue.h"
-#include "py_common.h"
-#include "send_heap.h"
-#include "send_packet.h"
-#include "send_stream.h"
-#include "send_tcp_writer.h"
-#include "send_udp_writer.h"
-#include "socket_util.h"
-#include "logging.h"
-#include "thread_pool.h"
+#include "common/descriptor.h"
+#include "common/flavour.h"
+#include "common/inproc_queue.h"
+#include "bindings/py_common.h"
+#include "send/heap/heap.h"
+#include "send/heap/packet_generator.h"
+#include "send/stream/stream.h"
+#include "send/writer/tcp_writer.h"
+#include "send/writer/udp_writer.h"
+#include "common/socket_util.h"
+#include "common/logging.h"
+#include "common/thread_pool.h"
 
 using namespace pybind11::literals;
 

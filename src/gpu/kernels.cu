@@ -5,8 +5,8 @@
  * the vectorised variants (4 samples per thread, float4 stores) are used when
  * the pointers are suitably aligned, the scalar ones otherwise.
  */
-#include "kernels.h"
-#include "gpu_memory.h"
+#include "gpu/kernels.h"
+#include "gpu/memory.h"
 #include <algorithm>
 #include <cuda_runtime.h>
 #include <string>

@@ -3,8 +3,8 @@
  * Kernel entry points for builds without CUDA: each raises gpu_unavailable
  * (the Python layer uses the numpy reference implementations instead).
  */
-#include "kernels.h"
-#include "gpu_memory.h"
+#include "gpu/kernels.h"
+#include "gpu/memory.h"
 
 #ifndef SPEAD2GPU_HAVE_CUDA
 namespace spead2gpu::gpu

@@ -1,0 +1,320 @@
+/**
+ * @file ringbuffer.h
+ * Bounded, stoppable, thread-safe FIFO with file descriptors that signal
+ * readability (data or stopped) and writability (space or stopped), for
+ * event loops such as asyncio.
+ */
+#pragma once
+
+#include <cerrno>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <sys/eventfd.h>
+#include <system_error>
+#include <thread>
+#include <unistd.h>
+#include "common/constants.h"
+
+namespace spead2gpu
+{
+
+/// An eventfd used as a level: readable exactly while set.
+class level_fd
+{
+    int fd_ = -1;
+    bool set_ = false;
+
+public:
+    level_fd()
+    {
+        fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (fd_ < 0)
+            throw std::system_error(errno, std::generic_category(), "eventfd");
+    }
+    ~level_fd() { if (fd_ >= 0) ::close(fd_); }
+    level_fd(const level_fd &) = delete;
+    level_fd &operator=(const level_fd &) = delete;
+
+    int fd() const { return fd_; }
+
+    /// Make the fd readable or not. Caller serialises calls.
+    void set(bool value)
+    {
+        if (value == set_)
+            return;
+        if (value)
+        {
+            std::uint64_t one = 1;
+            [[maybe_unused]] auto r = ::write(fd_, &one, sizeof(one));
+        }
+        else
+        {
+            std::uint64_t tmp;
+            [[maybe_unused]] auto r = ::read(fd_, &tmp, sizeof(tmp));
+        }
+        set_ = value;
+    }
+};
+
+/**
+ * Bounded FIFO of @a T. A capacity of 0 means unbounded.
+ *
+ * Producers may be counted (add_producer/remove_producer): when the last
+ * producer leaves, the ring stops. A stopped ring refuses pushes and
+ * still delivers what it holds before reporting ringbuffer_stopped.
+ */
+template <typename T>
+class ringbuffer
+{
+    mutable std::mutex mutex;
+    std::condition_variable data_cond, space_cond;
+    std::deque<T> items;
+    std::atomic<std::size_t> count{0};   ///< items.size(), readable without the lock
+    std::size_t cap;
+    bool stopped_ = false;
+    int producers = 0;
+    mutable level_fd data_level, space_level;
+    // The fds are kept up to date only once someone has asked for them,
+    // which saves two syscalls per item for purely blocking users.
+    mutable bool data_fd_used = false, space_fd_used = false;
+
+    void update_levels()
+    {
+        if (data_fd_used)
+            data_level.set(!items.empty() || stopped_);
+        if (space_fd_used)
+            space_level.set(cap == 0 || items.size() < cap || stopped_);
+    }
+
+    bool has_space() const { return cap == 0 || items.size() < cap; }
+    /// A blocked producer resumes only once the ring has drained to this size,
+    /// so that a fast producer and slow consumer do not ping-pong per item.
+    std::size_t resume_size() const { return cap / 2; }
+
+    static constexpr int spin_iterations = 256;
+
+    static void spin_pause()
+    {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#else
+        std::this_thread::yield();
+#endif
+    }
+
+public:
+    explicit ringbuffer(std::size_t capacity) : cap(capacity)
+    {
+        update_levels();
+    }
+
+    std::size_t capacity() const { return cap; }
+    std::size_t size() const
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        return items.size();
+    }
+    bool is_stopped() const
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        return stopped_;
+    }
+    /// Readable while items are available or the ring is stopped.
+    int data_fd() const
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (!data_fd_used)
+        {
+            data_fd_used = true;
+            data_level.set(!items.empty() || stopped_);
+        }
+        return data_level.fd();
+    }
+    /// Readable while there is space or the ring is stopped.
+    int space_fd() const
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (!space_fd_used)
+        {
+            space_fd_used = true;
+            space_level.set(cap == 0 || items.size() < cap || stopped_);
+        }
+        return space_level.fd();
+    }
+
+    /// Push without blocking; throws ringbuffer_full or ringbuffer_stopped.
+    void try_push(T &&value)
+    {
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            if (stopped_)
+                throw ringbuffer_stopped();
+            if (!has_space())
+                throw ringbuffer_full();
+            items.push_back(std::move(value));
+            count.store(items.size(), std::memory_order_relaxed);
+            update_levels();
+        }
+        // Notify after unlocking, so the woken consumer does not block on the mutex.
+        data_cond.notify_one();
+    }
+
+    /// Push, waiting for space; throws ringbuffer_stopped if stopped meanwhile.
+    void push(T &&value)
+    {
+        std::unique_lock<std::mutex> lock(mutex);
+        if (!stopped_ && !has_space())
+            space_cond.wait(lock, [this] { return stopped_ || items.size() <= resume_size(); });
+        if (stopped_)
+            throw ringbuffer_stopped();
+        items.push_back(std::move(value));
+        count.store(items.size(), std::memory_order_relaxed);
+        update_levels();
+        lock.unlock();
+        data_cond.notify_one();
+    }
+
+    /// Pop without blocking; throws ringbuffer_empty or ringbuffer_stopped.
+    T try_pop()
+    {
+        bool wake;
+        std::unique_lock<std::mutex> lock(mutex);
+        if (items.empty())
+        {
+            if (stopped_)
+                throw ringbuffer_stopped();
+            throw ringbuffer_empty();
+        }
+        T value = pop_locked(wake);
+        lock.unlock();
+        if (wake)
+            space_cond.notify_one();
+        return value;
+    }
+
+    /**
+     * Pop without blocking or throwing on an empty ring (the cheap check on
+     * the consumer's fast path). Throws ringbuffer_stopped once stopped and empty.
+     */
+    std::optional<T> try_pop_optional()
+    {
+        bool wake;
+        std::unique_lock<std::mutex> lock(mutex);
+        if (items.empty())
+        {
+            if (stopped_)
+                throw ringbuffer_stopped();
+            return std::nullopt;
+        }
+        std::optional<T> value(pop_locked(wake));
+        lock.unlock();
+        if (wake)
+            space_cond.notify_one();
+        return value;
+    }
+
+    /**
+     * Pop, waiting at most @a timeout; nullopt on timeout. Throws
+     * ringbuffer_stopped once stopped and empty.
+     */
+    template <typename Rep, typename Period>
+    std::optional<T> pop_for(const std::chrono::duration<Rep, Period> &timeout)
+    {
+        std::unique_lock<std::mutex> lock(mutex);
+        if (!data_cond.wait_for(lock, timeout, [this] { return stopped_ || !items.empty(); }))
+            return std::nullopt;
+        if (items.empty())
+            throw ringbuffer_stopped();
+        bool wake;
+        std::optional<T> value(pop_locked(wake));
+        lock.unlock();
+        if (wake)
+            space_cond.notify_one();
+        return value;
+    }
+
+    /// Pop, waiting for data; throws ringbuffer_stopped once stopped and empty.
+    T pop()
+    {
+        std::unique_lock<std::mutex> lock(mutex);
+        if (items.empty() && !stopped_)
+        {
+            // Spin briefly (without the lock, which the producer needs) before
+            // sleeping: a producer on another core usually delivers within
+            // microseconds, and a futex sleep/wake per item costs more.
+            lock.unlock();
+            for (int i = 0; i < spin_iterations && count.load(std::memory_order_relaxed) == 0; i++)
+            {
+                // Mostly pause; yield now and then in case the producer
+                // shares this core (an oversubscribed machine).
+                if (i % 16 == 15)
+                    std::this_thread::yield();
+                else
+                    spin_pause();
+            }
+            lock.lock();
+        }
+        data_cond.wait(lock, [this] { return stopped_ || !items.empty(); });
+        if (items.empty())
+            throw ringbuffer_stopped();
+        bool wake;
+        T value = pop_locked(wake);
+        lock.unlock();
+        if (wake)
+            space_cond.notify_one();
+        return value;
+    }
+
+    /// Stop the ring; returns false if it was already stopped.
+    bool stop()
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (stopped_)
+            return false;
+        stopped_ = true;
+        update_levels();
+        data_cond.notify_all();
+        space_cond.notify_all();
+        return true;
+    }
+
+    void add_producer()
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        producers++;
+    }
+
+    /// Remove a producer; stops the ring (and returns true) when it was the last.
+    bool remove_producer()
+    {
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            if (producers == 0)
+                return false;    // (spead2 behaviour: nothing to remove, ring keeps running)
+            if (--producers > 0)
+                return false;
+        }
+        stop();
+        return true;
+    }
+
+private:
+    /// Pop the front item; returns whether a blocked producer should be woken.
+    T pop_locked(bool &wake_producer)
+    {
+        T value = std::move(items.front());
+        items.pop_front();
+        count.store(items.size(), std::memory_order_relaxed);
+        update_levels();
+        wake_producer = items.size() <= resume_size();
+        return value;
+    }
+};
+
+} // namespace spead2gpu

@@ -1,0 +1,334 @@
+#include "recv/chunk/chunk_stream.h"
+#include "recv/chunk/layout.h"
+#include <cstring>
+
+namespace spead2gpu::recv
+{
+
+static stream_config chunk_config_stream(stream_config config)
+{
+    config.set_allow_unsized_heaps(false);
+    return config;
+}
+
+static std::vector<stat_config> chunk_stats(const chunk_stream_config &config)
+{
+    std::vector<stat_config> out{stat_config{too_old_heaps_stat, stat_mode::COUNTER},
+                                 stat_config{rejected_heaps_stat, stat_mode::COUNTER},
+                                 stat_config{bad_placement_stat, stat_mode::COUNTER},
+                                 stat_config{free_chunk_wait_stat, stat_mode::COUNTER}};
+    if (config.get_layout())
+        for (auto &s : chunk_layout::stats())
+            out.push_back(s);
+    return out;
+}
+
+/// The effective chunk config: a layout brings its own placement and extra size.
+static chunk_stream_config resolve_layout(chunk_stream_config config, chunk_layout *layout)
+{
+    if (layout)
+    {
+        config.set_place(&chunk_layout::place, layout);
+        config.set_max_heap_extra(std::max(config.get_max_heap_extra(), layout->extra_bytes_per_heap()));
+    }
+    return config;
+}
+
+chunk_stream::chunk_stream(std::shared_ptr<thread_pool> pool, const stream_config &config,
+                           const chunk_stream_config &chunk_config_)
+    : stream(std::move(pool), chunk_config_stream(config), chunk_stats(chunk_config_)),
+      layout(chunk_config_.get_layout() ? std::make_unique<chunk_layout>(*chunk_config_.get_layout()) : nullptr),
+      chunk_config(resolve_layout(chunk_config_, layout.get())),
+      too_old_index(get_config().get_stat_index(too_old_heaps_stat)),
+      rejected_index(get_config().get_stat_index(rejected_heaps_stat)),
+      bad_placement_index(get_config().get_stat_index(bad_placement_stat)),
+      window(chunk_config.get_max_chunks()),
+      item_values(chunk_config.get_items().size(), -1),
+      extra_scratch(new std::uint8_t[std::max<std::size_t>(chunk_config.get_max_heap_extra(), 1)]),
+      free_chunk_wait_index(get_config().get_stat_index(free_chunk_wait_stat))
+{
+    if (!chunk_config.get_place())
+        throw std::invalid_argument("chunk_stream_config.place is not set");
+    if (layout)
+    {
+        layout->validate();
+        auto names = chunk_layout::stats();
+        layout->wrong_size_index = get_config().get_stat_index(names[0].name);
+        layout->misaligned_index = get_config().get_stat_index(names[1].name);
+        layout->out_of_range_index = get_config().get_stat_index(names[2].name);
+        layout->missing_index = get_config().get_stat_index(names[3].name);
+    }
+    heap_opts.placer = this;
+}
+
+chunk *&chunk_stream::slot(std::int64_t id)
+{
+    std::size_t n = window.size();
+    return window[(head_pos + std::size_t(id - head_id)) % n];
+}
+
+void chunk_stream::retire_head(std::uint64_t *stats)
+{
+    chunk *c = window[head_pos];
+    window[head_pos] = nullptr;
+    if (c)
+    {
+        // Heaps still being written into this chunk age out: their later
+        // packets are accepted but no longer copied.
+        for (auto &h : heaps)
+            if (!h.empty() && h.placement.chunk == c && !h.placement.discarded)
+            {
+                h.placement.discarded = true;
+                h.payload.release();
+                stats[too_old_index]++;
+            }
+        ready_chunk(c, stats);
+    }
+    head_id++;
+    head_pos = (head_pos + 1) % window.size();
+    window_head_moved(head_id);
+}
+
+chunk *chunk_stream::get_chunk(std::int64_t id, std::uint64_t *stats, bool &too_old)
+{
+    too_old = false;
+    const std::int64_t max = std::int64_t(window.size());
+    if (id < head_id)
+    {
+        too_old = true;
+        return nullptr;
+    }
+    if (id >= head_id + max)
+    {
+        std::int64_t new_head = id - max + 1;
+        while (head_id < new_head && head_id < tail_id)
+            retire_head(stats);
+        if (head_id < new_head)
+        {
+            // Jumped beyond the whole window: start afresh at new_head.
+            head_id = tail_id = new_head;
+            head_pos = 0;
+            window_head_moved(head_id);
+        }
+    }
+    while (tail_id <= id)
+    {
+        slot(tail_id) = tail_id >= 0 ? allocate_chunk(tail_id, stats) : nullptr;
+        tail_id++;
+    }
+    return slot(id);
+}
+
+bool chunk_stream::place(const packet_header &packet, live_heap &heap)
+{
+    std::uint64_t *stats = batch_stats.data();
+    const auto &items = chunk_config.get_items();
+    std::fill(item_values.begin(), item_values.end(), -1);
+    const int hab = packet.heap_address_bits;
+    const item_pointer_t addr_mask = (item_pointer_t(1) << hab) - 1;
+    for (int i = 0; i < packet.n_items; i++)
+    {
+        item_pointer_t p = packet.pointer(i);
+        if (!(p & immediate_mask))
+            continue;
+        item_pointer_t id = (p & ~immediate_mask) >> hab;
+        for (std::size_t k = 0; k < items.size(); k++)
+            if (items[k] == id)
+                item_values[k] = std::int64_t(p & addr_mask);
+    }
+    chunk_place_data d;
+    d.packet = packet.packet;
+    d.packet_size = packet.size;
+    d.items = item_values.data();
+    d.chunk_id = -1;
+    d.heap_index = 0;
+    d.heap_offset = 0;
+    d.batch_stats = stats;
+    d.extra = extra_scratch.get();
+    d.extra_offset = 0;
+    d.extra_size = 0;
+    chunk_config.get_place()(&d, sizeof(d), chunk_config.get_place_user());
+    if (d.chunk_id < 0)
+    {
+        stats[rejected_index]++;
+        return false;
+    }
+    bool too_old;
+    chunk *c = get_chunk(d.chunk_id, stats, too_old);
+    if (too_old)
+    {
+        stats[too_old_index]++;
+        return false;
+    }
+    if (!c)
+        return false;   // no chunk could be had (rings stopped)
+    // Bounds checks: a bad placement is dropped, never written.
+    const std::size_t heap_length = std::size_t(packet.heap_length);
+    const std::size_t presence = chunk_config.get_packet_presence_payload_size();
+    const std::size_t flags = presence ? (heap_length + presence - 1) / presence : 1;
+    bool ok = d.heap_offset <= c->data_size && heap_length <= c->data_size - d.heap_offset;
+    if (c->present)
+        ok = ok && d.heap_index <= c->present_size && flags <= c->present_size - d.heap_index;
+    if (d.extra_size > 0)
+        ok = ok && d.extra_size <= chunk_config.get_max_heap_extra() && c->extra
+             && d.extra_offset <= c->extra_size && d.extra_size <= c->extra_size - d.extra_offset;
+    if (!ok)
+    {
+        stats[bad_placement_index]++;
+        bad_packet_log(log_level::warning, "placement callback gave a heap position outside its chunk; heap dropped");
+        return false;
+    }
+    if (d.extra_size > 0)
+        std::memcpy(c->extra + d.extra_offset, extra_scratch.get(), d.extra_size);
+    heap.payload = memory_allocator::pointer(c->data + d.heap_offset, memory_allocator::deleter{});
+    heap.payload_capacity = heap_length;
+    heap.placement.chunk = c;
+    heap.placement.chunk_id = d.chunk_id;
+    heap.placement.heap_index = d.heap_index;
+    heap.placement.heap_offset = d.heap_offset;
+    return true;
+}
+
+void chunk_stream::packet_added(const packet_header &packet, live_heap &heap)
+{
+    std::size_t presence = chunk_config.get_packet_presence_payload_size();
+    if (!presence)
+        return;
+    auto *c = static_cast<chunk *>(heap.placement.chunk);
+    std::size_t idx = heap.placement.heap_index + std::size_t(packet.payload_offset) / presence;
+    if (c->present && idx < c->present_size)
+        c->present[idx] = 1;
+}
+
+void chunk_stream::heap_ready(live_heap &&h)
+{
+    if (h.placement.chunk && !h.placement.discarded && h.is_complete()
+        && !chunk_config.get_packet_presence_payload_size())
+    {
+        auto *c = static_cast<chunk *>(h.placement.chunk);
+        if (c->present)
+            c->present[h.placement.heap_index] = 1;
+    }
+    h.payload.release();   // points into the chunk: not ours to free
+}
+
+void chunk_stream::flush_until(std::int64_t chunk_id, std::uint64_t *stats)
+{
+    while (head_id < tail_id && head_id < chunk_id)
+        retire_head(stats);
+    if (head_id < chunk_id)
+    {
+        head_id = tail_id = chunk_id;
+        head_pos = 0;
+        window_head_moved(head_id);
+    }
+}
+
+void chunk_stream::flush_chunks()
+{
+    std::vector<std::uint64_t> stats(batch_stats.size(), 0);
+    while (head_id < tail_id)
+        retire_head(stats.data());
+    head_id = tail_id;
+    for (std::size_t i = 0; i < stats.size(); i++)
+        if (stats[i])
+            add_stat_now(i, stats[i]);
+}
+
+void chunk_stream::stop_received()
+{
+    if (stopped)
+        return;
+    stream::stop_received();
+    flush_chunks();
+}
+
+void chunk_stream::stop()
+{
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (!stopped)
+        {
+            stopped = true;
+            flush();
+            flush_chunks();
+        }
+    }
+    stop_readers();
+}
+
+chunk_ring_stream::chunk_ring_stream(std::shared_ptr<thread_pool> pool, const stream_config &config,
+                                     const chunk_stream_config &chunk_config,
+                                     std::shared_ptr<chunk_ringbuffer> data_ring_,
+                                     std::shared_ptr<chunk_ringbuffer> free_ring_)
+    : chunk_stream(std::move(pool), config, chunk_config),
+      data_ring(std::move(data_ring_)), free_ring(std::move(free_ring_))
+{
+    data_ring->add_producer();
+}
+
+chunk_ring_stream::~chunk_ring_stream()
+{
+    stop();
+}
+
+chunk *chunk_ring_stream::allocate_chunk(std::int64_t chunk_id, std::uint64_t *stats)
+{
+    std::unique_ptr<chunk> c;
+    try
+    {
+        if (auto ready = free_ring->try_pop_optional())
+            c = std::move(*ready);
+        else
+        {
+            auto start = std::chrono::steady_clock::now();
+            c = free_ring->pop();
+            stats[free_chunk_wait_index] += std::uint64_t(
+                std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
+        }
+    }
+    catch (ringbuffer_stopped &)
+    {
+        return nullptr;
+    }
+    c->chunk_id = chunk_id;
+    c->stream_id = get_config().get_stream_id();
+    return c.release();
+}
+
+void chunk_ring_stream::ready_chunk(chunk *raw, std::uint64_t *stats)
+{
+    std::unique_ptr<chunk> c(raw);
+    try
+    {
+        data_ring->push(std::move(c));
+    }
+    catch (ringbuffer_stopped &)
+    {
+        std::lock_guard<std::mutex> lock(graveyard_mutex);
+        graveyard.push_back(std::move(c));
+    }
+}
+
+void chunk_ring_stream::stop()
+{
+    data_ring->stop();
+    free_ring->stop();
+    chunk_stream::stop();
+}
+
+void chunk_ring_stream::stop_received()
+{
+    if (stopped)
+        return;
+    chunk_stream::stop_received();
+    data_ring->remove_producer();
+}
+
+std::vector<std::unique_ptr<chunk>> chunk_ring_stream::take_graveyard()
+{
+    std::lock_guard<std::mutex> lock(graveyard_mutex);
+    return std::move(graveyard);
+}
+
+} // namespace spead2gpu::recv

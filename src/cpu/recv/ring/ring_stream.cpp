@@ -1,0 +1,83 @@
+#include "recv/ring/ring_stream.h"
+
+namespace spead2gpu::recv
+{
+
+ring_stream::ring_stream(std::shared_ptr<thread_pool> pool, const stream_config &config,
+                         const ring_stream_config &ring_config)
+    : stream(std::move(pool), config), ring_config(ring_config), ring(ring_config.get_heaps())
+{
+}
+
+ring_stream::~ring_stream()
+{
+    stop();
+}
+
+void ring_stream::heap_ready(live_heap &&h)
+{
+    if (ring_config.get_contiguous_only() && !h.is_contiguous())
+    {
+        incomplete_log(log_level::info, "dropped incomplete heap (contiguous_only is set)");
+        return;
+    }
+    try
+    {
+        ring.try_push(std::move(h));
+    }
+    catch (ringbuffer_full &)
+    {
+        add_stat_now(stat_index::WORKER_BLOCKED, 1);
+        try
+        {
+            ring.push(std::move(h));
+        }
+        catch (ringbuffer_stopped &)
+        {
+        }
+    }
+    catch (ringbuffer_stopped &)
+    {
+        // user stop: the heap is counted but cannot be delivered
+    }
+}
+
+ring_stream::frozen ring_stream::freeze(live_heap &&h)
+{
+    if (h.is_contiguous())
+        return frozen(std::in_place_type<heap>, std::move(h));
+    return frozen(std::in_place_type<incomplete_heap>, std::move(h),
+                  ring_config.get_incomplete_keep_payload_ranges());
+}
+
+ring_stream::frozen ring_stream::pop()
+{
+    return freeze(ring.pop());
+}
+
+std::optional<ring_stream::frozen> ring_stream::try_pop_ready()
+{
+    auto h = ring.try_pop_optional();
+    if (!h)
+        return std::nullopt;
+    return freeze(std::move(*h));
+}
+
+ring_stream::frozen ring_stream::try_pop()
+{
+    return freeze(ring.try_pop());
+}
+
+void ring_stream::stop()
+{
+    ring.stop();
+    stream::stop();
+}
+
+void ring_stream::stop_received()
+{
+    stream::stop_received();
+    ring.stop();
+}
+
+} // namespace spead2gpu::recv

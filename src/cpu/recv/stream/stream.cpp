@@ -1,0 +1,400 @@
+#include "recv/stream/stream.h"
+#include <stdexcept>
+
+namespace spead2gpu::recv
+{
+
+stream_config &stream_config::set_max_heaps(std::size_t v)
+{
+    if (v == 0)
+        throw std::invalid_argument("max_heaps cannot be 0");
+    max_heaps = v;
+    return *this;
+}
+
+stream_config &stream_config::set_substreams(std::size_t v)
+{
+    if (v == 0)
+        throw std::invalid_argument("substreams cannot be 0");
+    substreams = v;
+    return *this;
+}
+
+stream_config &stream_config::set_bug_compat(std::uint32_t v)
+{
+    if (v & ~bug_compat_all)
+        throw std::invalid_argument("unknown compatibility bits in bug_compat");
+    bug_compat = v;
+    return *this;
+}
+
+stream_config &stream_config::set_memcpy(memcpy_function_id v)
+{
+    if (v != memcpy_function_id::STD && v != memcpy_function_id::NONTEMPORAL)
+        throw std::invalid_argument("Unknown memcpy function");
+    memcpy = v;
+    return *this;
+}
+
+stream_config &stream_config::set_memory_allocator(std::shared_ptr<memory_allocator> v)
+{
+    allocator = v ? std::move(v) : std::make_shared<memory_allocator>();
+    return *this;
+}
+
+std::size_t stream_config::add_stat(const std::string &name, stat_mode mode)
+{
+    for (const auto &s : stats)
+        if (s.name == name)
+            throw std::invalid_argument("A statistic called " + name + " already exists");
+    stats.push_back(stat_config{name, mode});
+    return stats.size() - 1;
+}
+
+std::size_t stream_config::get_stat_index(const std::string &name) const
+{
+    for (std::size_t i = 0; i < stats.size(); i++)
+        if (stats[i].name == name)
+            return i;
+    throw std::out_of_range(name + " is not a known statistic name");
+}
+
+static stream_config with_extra_stats(stream_config config, const std::vector<stat_config> &extra)
+{
+    for (const auto &s : extra)
+        config.add_stat(s.name, s.mode);
+    config.add_stat(malformed_packets_stat);
+    config.add_stat(rejected_packets_stat);
+    config.add_stat(kernel_drops_stat);
+    return config;
+}
+
+stream::stream(std::shared_ptr<thread_pool> pool_, const stream_config &config_,
+               std::vector<stat_config> extra_stats)
+    : pool(std::move(pool_)),
+      config(with_extra_stats(config_, extra_stats)),
+      stat_configs(std::make_shared<const std::vector<stat_config>>(config.get_stats())),
+      malformed_index(config.get_stat_index(malformed_packets_stat)),
+      rejected_index(config.get_stat_index(rejected_packets_stat)),
+      heaps(config.get_max_heaps() * config.get_substreams()),
+      head(config.get_substreams(), 0),
+      last_hit(config.get_substreams(), 0),
+      batch_stats(stat_configs->size(), 0),
+      stats(stat_configs->size(), 0)
+{
+    heap_opts.allow_out_of_order = config.get_allow_out_of_order();
+    heap_opts.allow_unsized_heaps = config.get_allow_unsized_heaps();
+    heap_opts.memcpy = get_memcpy_function(config.get_memcpy());
+    heap_opts.allocator = config.get_memory_allocator().get();
+    started = !config.get_explicit_start();
+}
+
+stream::~stream()
+{
+    stop_readers();
+}
+
+stream_stats stream::get_stats() const
+{
+    std::lock_guard<std::mutex> lock(stats_mutex);
+    return stream_stats(stat_configs, stats);
+}
+
+void stream::add_stat_now(std::size_t index, std::uint64_t value)
+{
+    std::lock_guard<std::mutex> lock(stats_mutex);
+    stats[index] = (*stat_configs)[index].combine(stats[index], value);
+}
+
+bool stream::is_stopped()
+{
+    std::lock_guard<std::mutex> lock(mutex);
+    return stopped;
+}
+
+void stream::add_reader(const std::function<std::unique_ptr<reader>(stream &)> &factory)
+{
+    std::lock_guard<std::mutex> rlock(readers_mutex);
+    bool start_now;
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (config.get_explicit_start() && started)
+            throw std::runtime_error("Cannot add readers after explicit start");
+        start_now = started;
+    }
+    auto r = factory(*this);   // constructed even when stopped, so bad arguments still raise
+    if (readers_stopped)
+        return;                // as in spead2, adding to a stopped stream is a no-op
+    reader *raw = r.get();
+    readers.push_back(std::move(r));
+    if (start_now)
+        raw->start();
+}
+
+void stream::start()
+{
+    std::lock_guard<std::mutex> rlock(readers_mutex);
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (started)
+            return;
+        started = true;
+    }
+    for (auto &r : readers)
+        r->start();
+}
+
+void stream::flush()
+{
+    std::uint64_t flushed = 0, delivered = 0;
+    const std::size_t max_heaps = config.get_max_heaps();
+    // Oldest first: each substream's ring from the next slot to be reused.
+    for (std::size_t sub = 0; sub < head.size(); sub++)
+    for (std::size_t k = 0; k < max_heaps; k++)
+    {
+        std::size_t slot = head[sub] + k;
+        if (slot >= max_heaps)
+            slot -= max_heaps;
+        live_heap &h = heaps[sub * max_heaps + slot];
+        if (h.empty())
+            continue;
+        live_heap tmp = std::move(h);
+        h.cnt = -1;
+        if (!tmp.is_complete())
+            flushed++;
+        delivered++;
+        heap_ready(std::move(tmp));
+    }
+    if (delivered)
+    {
+        std::lock_guard<std::mutex> lock(stats_mutex);
+        stats[stat_index::HEAPS] += delivered;
+        stats[stat_index::INCOMPLETE_HEAPS_FLUSHED] += flushed;
+    }
+}
+
+void stream::stop_readers()
+{
+    std::lock_guard<std::mutex> rlock(readers_mutex);
+    readers_stopped = true;
+    for (auto &r : readers)
+        r->stop();
+}
+
+void stream::stop()
+{
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (!stopped)
+        {
+            stopped = true;
+            flush();
+        }
+    }
+    stop_readers();
+}
+
+void stream::stop_received()
+{
+    if (stopped)
+        return;
+    stopped = true;
+    flush();
+}
+
+add_packet_state::add_packet_state(stream &owner) : owner(owner), lock(owner.mutex)
+{
+    std::fill(owner.batch_stats.begin(), owner.batch_stats.end(), 0);
+}
+
+add_packet_state::~add_packet_state()
+{
+    auto &bs = owner.batch_stats;
+    bs[stat_index::PACKETS] = packets;
+    bs[stat_index::BATCHES] = packets ? 1 : 0;
+    bs[stat_index::MAX_BATCH] = packets;
+    {
+        std::lock_guard<std::mutex> slock(owner.stats_mutex);
+        const auto &cfg = *owner.stat_configs;
+        for (std::size_t i = 0; i < bs.size(); i++)
+            if (bs[i] != 0 && i != stat_index::WORKER_BLOCKED)
+                owner.stats[i] = cfg[i].combine(owner.stats[i], bs[i]);
+    }
+}
+
+std::size_t add_packet_state::add_packet(const std::uint8_t *data, std::size_t max_size)
+{
+    packet_header packet;
+    last_status = decode_packet(packet, data, max_size);
+    if (last_status != decode_status::ok)
+        return 0;
+    add_packet(packet);
+    return packet.size;
+}
+
+void add_packet_state::add_datagram(const std::uint8_t *data, std::size_t len, std::size_t max_size)
+{
+    if (len > max_size)
+    {
+        add_malformed(decode_status::truncated);
+        return;
+    }
+    packet_header packet;
+    decode_status status = decode_packet(packet, data, len);
+    if (status == decode_status::ok && packet.size != len)
+        status = decode_status::size_mismatch;
+    if (status != decode_status::ok)
+    {
+        add_malformed(status);
+        return;
+    }
+    add_packet(packet);
+}
+
+void add_packet_state::add_malformed(decode_status why, std::uint64_t n)
+{
+    owner.batch_stats[owner.malformed_index] += n;
+    owner.bad_packet_log(log_level::info, decode_status_message(why));
+}
+
+bool add_packet_state::add_packet(const packet_header &packet)
+{
+    stream &s = owner;
+    if (s.stopped)
+        return false;
+    packets++;
+    auto &bs = s.batch_stats;
+    const std::size_t max_heaps = s.config.get_max_heaps();
+    const std::size_t sub = std::size_t(packet.heap_cnt) % s.config.get_substreams();
+    const std::size_t base = sub * max_heaps;
+    const std::uint32_t bug_compat = s.config.get_bug_compat();
+    packet_result result;
+    live_heap *target;
+    std::size_t slot = SIZE_MAX;
+
+    if (packet.heap_length >= 0 && packet.payload_offset == 0
+        && packet.payload_length == packet.heap_length)
+    {
+        // Single-packet heap: no lookup and no storage, but (as in spead2) it
+        // still advances its substream's slot ring, evicting the occupant.
+        std::size_t &h_next = s.head[sub];
+        const std::size_t single_slot = base + h_next;
+        live_heap &occupant = s.heaps[single_slot];
+        h_next = (h_next + 1 == max_heaps) ? 0 : h_next + 1;
+        if (!occupant.empty())
+        {
+            live_heap old = std::move(occupant);
+            occupant.cnt = -1;
+            bs[stat_index::INCOMPLETE_HEAPS_EVICTED]++;
+            bs[stat_index::HEAPS]++;
+            s.heap_ready(std::move(old));
+        }
+        live_heap h;
+        h.reset(packet, bug_compat);
+        result = h.add_packet(packet, s.heap_opts);
+        if (result != packet_result::accepted)
+        {
+            bs[s.rejected_index]++;
+            s.bad_packet_log(log_level::info, "dropped a single-packet heap inconsistent with its own header");
+            return false;
+        }
+        bs[stat_index::SINGLE_PACKET_HEAPS]++;
+        if (!h.is_complete())
+        {
+            // All its payload is here, but an item points beyond it: the heap
+            // can never complete. Keep it (as spead2 does) until evicted or flushed.
+            s.heaps[single_slot] = std::move(h);
+            s.last_hit[sub] = single_slot - base;
+            if (s.heaps[single_slot].end_of_stream && s.config.get_stop_on_stop_item())
+                s.stop_received();
+            return true;
+        }
+        if (h.end_of_stream && s.config.get_stop_on_stop_item())
+        {
+            s.stop_received();
+            return true;
+        }
+        bs[stat_index::HEAPS]++;
+        s.heap_ready(std::move(h));
+        return true;
+    }
+
+    // Look up the heap in its substream: the last hit first, then a scan.
+    std::size_t &last = s.last_hit[sub];
+    if (s.heaps[base + last].cnt == packet.heap_cnt)
+        slot = base + last;
+    else
+    {
+        for (std::size_t i = 0; i < max_heaps; i++)
+        {
+            bs[stat_index::SEARCH_DIST]++;
+            if (s.heaps[base + i].cnt == packet.heap_cnt)
+            {
+                slot = base + i;
+                last = i;
+                break;
+            }
+        }
+    }
+    if (slot == SIZE_MAX)
+    {
+        if (!s.config.get_allow_out_of_order() && packet.payload_offset != 0)
+        {
+            bs[s.rejected_index]++;
+            return false;   // the start of this heap was missed
+        }
+        std::size_t &h = s.head[sub];
+        slot = base + h;
+        last = h;
+        h = (h + 1 == max_heaps) ? 0 : h + 1;
+        if (!s.heaps[slot].empty())
+        {
+            live_heap old = std::move(s.heaps[slot]);
+            bs[stat_index::INCOMPLETE_HEAPS_EVICTED]++;
+            bs[stat_index::HEAPS]++;
+            s.heap_ready(std::move(old));
+        }
+        s.heaps[slot].reset(packet, bug_compat);
+        target = &s.heaps[slot];
+        result = target->add_packet(packet, s.heap_opts);
+        if (result != packet_result::accepted)
+        {
+            target->cnt = -1;
+            bs[s.rejected_index]++;
+            return false;
+        }
+    }
+    else
+    {
+        target = &s.heaps[slot];
+        result = target->add_packet(packet, s.heap_opts);
+        if (result != packet_result::accepted)
+        {
+            bs[s.rejected_index]++;
+            return false;
+        }
+    }
+
+    if (target->end_of_stream && s.config.get_stop_on_stop_item())
+    {
+        // A complete stop heap is dropped; an incomplete one is flushed with
+        // the others (spead2 behaviour).
+        if (target->is_complete())
+        {
+            target->cnt = -1;
+            target->payload.reset();
+        }
+        s.stop_received();
+        return true;
+    }
+    if (target->is_complete())
+    {
+        live_heap done = std::move(*target);
+        target->cnt = -1;
+        bs[stat_index::HEAPS]++;
+        s.heap_ready(std::move(done));
+    }
+    return true;
+}
+
+} // namespace spead2gpu::recv

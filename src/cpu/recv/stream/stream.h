@@ -1,0 +1,218 @@
+/**
+ * @file recv_stream.h
+ * Receive stream base: configuration, live-heap storage per substream,
+ * batched packet admission, statistics, readers and stopping.
+ */
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+#include "common/allocator.h"
+#include "common/logging.h"
+#include "common/memcpy.h"
+#include "recv/heap/live_heap.h"
+#include "recv/packet/packet.h"
+#include "recv/stream/stats.h"
+#include "common/thread_pool.h"
+
+namespace spead2gpu::recv
+{
+
+/// Stream options (Python: recv.StreamConfig). Setters validate like spead2.
+class stream_config
+{
+public:
+    static constexpr std::size_t default_max_heaps = 4;
+
+private:
+    std::size_t max_heaps = default_max_heaps;
+    std::size_t substreams = 1;
+    std::uint32_t bug_compat = 0;
+    memcpy_function_id memcpy = memcpy_function_id::STD;
+    std::shared_ptr<memory_allocator> allocator = std::make_shared<memory_allocator>();
+    bool stop_on_stop_item = true;
+    bool allow_unsized_heaps = true;
+    bool allow_out_of_order = false;
+    std::uint64_t stream_id = 0;
+    bool explicit_start = false;
+    std::vector<stat_config> stats = default_stat_configs();
+
+public:
+    stream_config &set_max_heaps(std::size_t v);
+    std::size_t get_max_heaps() const { return max_heaps; }
+    stream_config &set_substreams(std::size_t v);
+    std::size_t get_substreams() const { return substreams; }
+    stream_config &set_bug_compat(std::uint32_t v);
+    std::uint32_t get_bug_compat() const { return bug_compat; }
+    stream_config &set_memcpy(memcpy_function_id v);
+    memcpy_function_id get_memcpy() const { return memcpy; }
+    stream_config &set_memory_allocator(std::shared_ptr<memory_allocator> v);
+    const std::shared_ptr<memory_allocator> &get_memory_allocator() const { return allocator; }
+    stream_config &set_stop_on_stop_item(bool v) { stop_on_stop_item = v; return *this; }
+    bool get_stop_on_stop_item() const { return stop_on_stop_item; }
+    stream_config &set_allow_unsized_heaps(bool v) { allow_unsized_heaps = v; return *this; }
+    bool get_allow_unsized_heaps() const { return allow_unsized_heaps; }
+    stream_config &set_allow_out_of_order(bool v) { allow_out_of_order = v; return *this; }
+    bool get_allow_out_of_order() const { return allow_out_of_order; }
+    stream_config &set_stream_id(std::uint64_t v) { stream_id = v; return *this; }
+    std::uint64_t get_stream_id() const { return stream_id; }
+    stream_config &set_explicit_start(bool v) { explicit_start = v; return *this; }
+    bool get_explicit_start() const { return explicit_start; }
+
+    /// Register a custom statistic; returns its index. Duplicate names throw invalid_argument.
+    std::size_t add_stat(const std::string &name, stat_mode mode = stat_mode::COUNTER);
+    const std::vector<stat_config> &get_stats() const { return stats; }
+    /// Index of @a name; throws std::out_of_range if unknown.
+    std::size_t get_stat_index(const std::string &name) const;
+    std::size_t next_stat_index() const { return stats.size(); }
+};
+
+class stream;
+
+/**
+ * A packet source attached to a stream. Readers feed packets with
+ * stream::add_packet_state and report end of input with stream::stop_received.
+ */
+class reader
+{
+protected:
+    stream &owner;
+
+public:
+    explicit reader(stream &owner) : owner(owner) {}
+    virtual ~reader() = default;
+    /// Begin delivering packets (called once, at add time or at start()).
+    virtual void start() = 0;
+    /**
+     * Stop delivering and wait until no callback of this reader runs.
+     * Called without the stream lock held.
+     */
+    virtual void stop() = 0;
+};
+
+/**
+ * Base of every receive stream. Subclasses implement heap_ready (and may
+ * override stop / stop_received). Packets are admitted in batches: an
+ * add_packet_state holds the stream lock for the whole batch and merges
+ * the batch's statistics when it ends.
+ */
+class stream
+{
+    friend class add_packet_state;
+
+protected:
+    std::shared_ptr<thread_pool> pool;
+    stream_config config;
+    std::shared_ptr<const std::vector<stat_config>> stat_configs;
+    const std::size_t malformed_index, rejected_index;
+    live_heap_options heap_opts;
+
+    /// Held for a batch of packets and while stopping.
+    std::mutex mutex;
+    bool stopped = false;
+    bool started = false;
+    std::vector<live_heap> heaps;        ///< substreams × max_heaps slots
+    std::vector<std::size_t> head;       ///< next slot to use, per substream
+    std::vector<std::size_t> last_hit;   ///< slot of the last packet's heap, per substream
+    std::vector<std::uint64_t> batch_stats;
+
+    mutable std::mutex stats_mutex;
+    std::vector<std::uint64_t> stats;
+
+    std::mutex readers_mutex;
+    std::vector<std::unique_ptr<reader>> readers;
+    bool readers_stopped = false;
+
+    rate_limited_log bad_packet_log;
+
+    /// A heap is done (complete, evicted or flushed). Called with the lock held.
+    virtual void heap_ready(live_heap &&h) = 0;
+    /// Flush all live heaps to heap_ready (as incomplete where they are). Lock held.
+    void flush();
+    /// Stop readers (waits for them); no lock held.
+    void stop_readers();
+    /// Increment a stat immediately (visible while a batch is in progress).
+    void add_stat_now(std::size_t index, std::uint64_t value);
+
+public:
+    stream(std::shared_ptr<thread_pool> pool, const stream_config &config,
+           std::vector<stat_config> extra_stats = {});
+    virtual ~stream();
+    stream(const stream &) = delete;
+    stream &operator=(const stream &) = delete;
+
+    const stream_config &get_config() const { return config; }
+    thread_pool &get_thread_pool() { return *pool; }
+    const std::shared_ptr<thread_pool> &get_thread_pool_ptr() const { return pool; }
+    /// Snapshot of the statistics.
+    stream_stats get_stats() const;
+
+    /**
+     * Construct and attach a reader. The factory is called with the stream;
+     * the reader starts now unless explicit_start is set and start() has not
+     * been called yet. Throws std::runtime_error after an explicit start();
+     * on a stopped stream the reader is built (validating arguments) and dropped.
+     */
+    void add_reader(const std::function<std::unique_ptr<reader>(stream &)> &factory);
+    /// Start readers added so far (explicit_start mode); later readers start at once.
+    void start();
+    /**
+     * Stop the stream (user stop): flush live heaps, stop all readers.
+     * Idempotent. Must not be called from a reader callback.
+     */
+    virtual void stop();
+    /**
+     * End of input from the network side (stop item, EOF). Called with the
+     * lock held (inside a batch). Flushes heaps and marks the stream stopped;
+     * readers notice and stop.
+     */
+    virtual void stop_received();
+    /// True once the stream has stopped (by either route).
+    bool is_stopped();
+};
+
+/**
+ * RAII batch of packets: takes the stream lock, admits packets, and merges
+ * per-batch statistics (packets, batches, max_batch, …) at destruction.
+ */
+class add_packet_state
+{
+    stream &owner;
+    std::unique_lock<std::mutex> lock;
+    std::uint64_t packets = 0;
+
+public:
+    /// Outcome of the last add_packet(data, max_size) decode.
+    decode_status last_status = decode_status::ok;
+
+    explicit add_packet_state(stream &owner);
+    ~add_packet_state();
+    /// The stream has stopped: the reader should stop feeding packets.
+    bool is_stopped() const { return owner.stopped; }
+    /**
+     * Decode and admit the packet at @a data (at most @a max_size bytes).
+     * Returns the decoded packet size, or 0 if the bytes were not a valid
+     * packet (not counted: the reader decides what one malformed packet is,
+     * and calls add_malformed).
+     */
+    std::size_t add_packet(const std::uint8_t *data, std::size_t max_size);
+    /**
+     * Admit one datagram of exactly @a len bytes (UDP semantics): longer than
+     * @a max_size, undecodable, or a SPEAD size other than @a len is counted
+     * as malformed.
+     */
+    void add_datagram(const std::uint8_t *data, std::size_t len, std::size_t max_size);
+    /// Count @a n malformed packets (bytes that did not decode as SPEAD).
+    void add_malformed(decode_status why, std::uint64_t n = 1);
+    /// Admit an already-decoded packet. Returns true if accepted.
+    bool add_packet(const packet_header &packet);
+    /// Per-batch stats array (custom stats may be incremented here).
+    std::uint64_t *batch_stats() { return owner.batch_stats.data(); }
+};
+
+} // namespace spead2gpu::recv
