@@ -5,7 +5,7 @@
 #include <cstring>
 #include "bindings/py_common.h"
 #include "recv/chunk/chunk.h"
-#include "recv/chunk/chunk_stream.h"
+#include "recv/chunk/chunk_ring_stream.h"
 #include "recv/chunk/layout.h"
 #include "recv/chunk/group.h"
 #include "recv/stream/stream.h"
@@ -156,17 +156,17 @@ struct py_chunk_ringbuffer
 };
 
 /// Python ChunkRingPair: the data and free rings of a chunk stream (or group).
-class chunk_ring_pair
+class py_chunk_ring_pair
 {
 public:
     py::object data_ringbuffer, free_ringbuffer;   ///< the Python ChunkRingbuffer objects
     std::shared_ptr<chunk_ringbuffer> data_ring, free_ring;
 
-    chunk_ring_pair(py::object data_rb, py::object free_rb)
+    py_chunk_ring_pair(py::object data_rb, py::object free_rb)
         : data_ringbuffer(data_rb), free_ringbuffer(free_rb),
           data_ring(data_rb.cast<py_chunk_ringbuffer &>().ring),
           free_ring(free_rb.cast<py_chunk_ringbuffer &>().ring) {}
-    virtual ~chunk_ring_pair() = default;
+    virtual ~py_chunk_ring_pair() = default;
 
     /// Zero the chunk's present flags and give it to the free ring.
     void add_free_chunk(py::object obj)
@@ -247,16 +247,16 @@ void set_place(py_chunk_stream_config &self, py::object place)
 }
 
 /// Python ChunkRingStream.
-class py_chunk_ring_stream : public chunk_ring_pair, public chunk_ring_stream
+class py_chunk_ring_stream : public py_chunk_ring_pair, public chunk_ring_stream
 {
 public:
     py::object place_keepalive;
 
     py_chunk_ring_stream(std::shared_ptr<thread_pool> pool, const stream_config &config,
                          const py_chunk_stream_config &chunk_config, py::object data_rb, py::object free_rb)
-        : chunk_ring_pair(data_rb, free_rb),
+        : py_chunk_ring_pair(data_rb, free_rb),
           chunk_ring_stream(std::move(pool), config, chunk_config.config,
-                            chunk_ring_pair::data_ring, chunk_ring_pair::free_ring),
+                            py_chunk_ring_pair::data_ring, py_chunk_ring_pair::free_ring),
           place_keepalive(chunk_config.place)
     {
     }
@@ -272,14 +272,14 @@ public:
 };
 
 /// Python ChunkStreamRingGroup.
-class py_chunk_stream_ring_group : public chunk_ring_pair, public chunk_stream_group
+class py_chunk_stream_ring_group : public py_chunk_ring_pair, public chunk_stream_group
 {
 public:
     std::vector<py::object> place_keepalive;
 
     py_chunk_stream_ring_group(const chunk_stream_group_config &config, py::object data_rb, py::object free_rb)
-        : chunk_ring_pair(data_rb, free_rb),
-          chunk_stream_group(config, chunk_ring_pair::data_ring, chunk_ring_pair::free_ring)
+        : py_chunk_ring_pair(data_rb, free_rb),
+          chunk_stream_group(config, py_chunk_ring_pair::data_ring, py_chunk_ring_pair::free_ring)
     {
     }
 
@@ -459,10 +459,10 @@ out-of-range values, or missing items are rejected and counted in the statistics
             }
         });
 
-    py::class_<chunk_ring_pair>(m, "ChunkRingPair", "Data and free rings of a chunk stream")
-        .def("add_free_chunk", &chunk_ring_pair::add_free_chunk, "chunk"_a)
-        .def_readonly("data_ringbuffer", &chunk_ring_pair::data_ringbuffer)
-        .def_readonly("free_ringbuffer", &chunk_ring_pair::free_ringbuffer);
+    py::class_<py_chunk_ring_pair>(m, "ChunkRingPair", "Data and free rings of a chunk stream")
+        .def("add_free_chunk", &py_chunk_ring_pair::add_free_chunk, "chunk"_a)
+        .def_readonly("data_ringbuffer", &py_chunk_ring_pair::data_ringbuffer)
+        .def_readonly("free_ringbuffer", &py_chunk_ring_pair::free_ringbuffer);
 
     py::class_<chunk_stream_group_config> group_config(m, "ChunkStreamGroupConfig", "Chunk stream group options");
     py::enum_<group_eviction_mode>(group_config, "EvictionMode")
@@ -479,7 +479,7 @@ out-of-range values, or missing items are rejected and counted in the statistics
     py::class_<chunk_stream_group_member, stream>(m, "ChunkStreamGroupMember",
                                                   "One stream of a ChunkStreamRingGroup");
 
-    py::class_<py_chunk_stream_ring_group, chunk_ring_pair>(m, "ChunkStreamRingGroup",
+    py::class_<py_chunk_stream_ring_group, py_chunk_ring_pair>(m, "ChunkStreamRingGroup",
                                                             "Streams that fill the same chunks")
         .def(py::init<const chunk_stream_group_config &, py::object, py::object>(),
              "config"_a, "data_ringbuffer"_a, "free_ringbuffer"_a)
@@ -516,7 +516,7 @@ out-of-range values, or missing items are rejected and counted in the statistics
             return py::cast(&g[std::size_t(idx)], policy, self);
         });
 
-    py::class_<py_chunk_ring_stream, chunk_ring_pair, stream>(m, "ChunkRingStream", py::multiple_inheritance(),
+    py::class_<py_chunk_ring_stream, py_chunk_ring_pair, stream>(m, "ChunkRingStream", py::multiple_inheritance(),
                                                                "Chunk stream fed and drained through rings")
         .def(py::init<std::shared_ptr<thread_pool>, const stream_config &, const py_chunk_stream_config &,
                       py::object, py::object>(),

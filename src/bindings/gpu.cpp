@@ -13,7 +13,7 @@
 #include "recv/chunk/chunk.h"
 #include "recv/chunk/group.h"
 #include "recv/chunk/layout.h"
-#include "recv/chunk/chunk_stream.h"
+#include "recv/chunk/chunk_ring_stream.h"
 #include "common/thread_pool.h"
 
 using namespace pybind11::literals;

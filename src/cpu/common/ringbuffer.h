@@ -12,9 +12,11 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
+
 #include <mutex>
 #include <optional>
+#include <vector>
+#include <algorithm>
 #include <sys/eventfd.h>
 #include <system_error>
 #include <thread>
@@ -63,6 +65,55 @@ public:
 };
 
 /**
+ * FIFO storage for @ref ringbuffer: a circular array allocated once (at the
+ * ring's capacity), so that pushing and popping never allocate. An
+ * unbounded ring (capacity 0) starts small and doubles when full.
+ */
+template <typename T>
+class slot_fifo
+{
+    std::vector<std::optional<T>> slots;   ///< circular; [first, first + count) hold values
+    std::size_t first = 0;                 ///< index of the oldest value
+    std::size_t count = 0;                 ///< values held
+    bool growable;                         ///< unbounded ring: double when full
+
+    void grow()
+    {
+        std::vector<std::optional<T>> bigger(std::max<std::size_t>(slots.size() * 2, 16));
+        for (std::size_t i = 0; i < count; i++)
+            bigger[i] = std::move(slots[(first + i) % slots.size()]);
+        slots = std::move(bigger);
+        first = 0;
+    }
+
+public:
+    explicit slot_fifo(std::size_t capacity) : slots(capacity ? capacity : 16), growable(capacity == 0) {}
+    std::size_t size() const { return count; }
+    bool empty() const { return count == 0; }
+    /// Append (the caller has checked for space in a bounded ring).
+    void push_back(T &&value)
+    {
+        if (count == slots.size())
+        {
+            if (!growable)
+                throw std::logic_error("slot_fifo overflow");
+            grow();
+        }
+        std::size_t pos = first + count;
+        slots[pos >= slots.size() ? pos - slots.size() : pos].emplace(std::move(value));
+        count++;
+    }
+    T &front() { return *slots[first]; }
+    void pop_front()
+    {
+        slots[first].reset();
+        if (++first == slots.size())
+            first = 0;
+        count--;
+    }
+};
+
+/**
  * Bounded FIFO of @a T. A capacity of 0 means unbounded.
  *
  * Producers may be counted (add_producer/remove_producer): when the last
@@ -74,7 +125,7 @@ class ringbuffer
 {
     mutable std::mutex mutex;
     std::condition_variable data_cond, space_cond;
-    std::deque<T> items;
+    slot_fifo<T> items;   ///< preallocated to the capacity (grows only when unbounded)
     std::atomic<std::size_t> count{0};   ///< items.size(), readable without the lock
     std::size_t cap;
     bool stopped_ = false;
@@ -109,7 +160,7 @@ class ringbuffer
     }
 
 public:
-    explicit ringbuffer(std::size_t capacity) : cap(capacity)
+    explicit ringbuffer(std::size_t capacity) : items(capacity), cap(capacity)
     {
         update_levels();
     }
@@ -268,6 +319,22 @@ public:
         lock.unlock();
         if (wake)
             space_cond.notify_one();
+        return value;
+    }
+
+    /**
+     * Pop, waiting for data like pop(), and add the time spent waiting (zero
+     * when an item was ready) to @a wait_ns. This is the one timed acquire
+     * used by everything that takes chunks from a free ring.
+     */
+    T pop_timed(std::uint64_t &wait_ns)
+    {
+        if (auto ready = try_pop_optional())
+            return std::move(*ready);
+        auto start = std::chrono::steady_clock::now();
+        T value = pop();
+        wait_ns += std::uint64_t(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
         return value;
     }
 

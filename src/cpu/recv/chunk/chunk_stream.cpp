@@ -61,62 +61,18 @@ chunk_stream::chunk_stream(std::shared_ptr<thread_pool> pool, const stream_confi
     heap_opts.placer = this;
 }
 
-chunk *&chunk_stream::slot(std::int64_t id)
+void chunk_stream::retire(chunk *c, std::uint64_t *stats)
 {
-    std::size_t n = window.size();
-    return window[(head_pos + std::size_t(id - head_id)) % n];
-}
-
-void chunk_stream::retire_head(std::uint64_t *stats)
-{
-    chunk *c = window[head_pos];
-    window[head_pos] = nullptr;
-    if (c)
-    {
-        // Heaps still being written into this chunk age out: their later
-        // packets are accepted but no longer copied.
-        for (auto &h : heaps)
-            if (!h.empty() && h.placement.chunk == c && !h.placement.discarded)
-            {
-                h.placement.discarded = true;
-                h.payload.release();
-                stats[too_old_index]++;
-            }
-        ready_chunk(c, stats);
-    }
-    head_id++;
-    head_pos = (head_pos + 1) % window.size();
-    window_head_moved(head_id);
-}
-
-chunk *chunk_stream::get_chunk(std::int64_t id, std::uint64_t *stats, bool &too_old)
-{
-    too_old = false;
-    const std::int64_t max = std::int64_t(window.size());
-    if (id < head_id)
-    {
-        too_old = true;
-        return nullptr;
-    }
-    if (id >= head_id + max)
-    {
-        std::int64_t new_head = id - max + 1;
-        while (head_id < new_head && head_id < tail_id)
-            retire_head(stats);
-        if (head_id < new_head)
+    // Heaps still being written into this chunk age out: their later
+    // packets are accepted but no longer copied.
+    for (auto &h : heaps)
+        if (!h.empty() && h.placement.chunk == c && !h.placement.discarded)
         {
-            // Jumped beyond the whole window: start afresh at new_head.
-            head_id = tail_id = new_head;
-            head_pos = 0;
-            window_head_moved(head_id);
+            h.placement.discarded = true;
+            h.payload.release();
+            stats[too_old_index]++;
         }
-    }
-    while (tail_id <= id)
-    {
-        slot(tail_id) = tail_id >= 0 ? allocate_chunk(tail_id, stats) : nullptr;
-        tail_id++;
-    }
-    return slot(id);
+    ready_chunk(c, stats);
 }
 
 bool chunk_stream::place(const packet_header &packet, live_heap &heap)
@@ -154,7 +110,10 @@ bool chunk_stream::place(const packet_header &packet, live_heap &heap)
         return false;
     }
     bool too_old;
-    chunk *c = get_chunk(d.chunk_id, stats, too_old);
+    chunk *c = window.get(
+        std::uint64_t(d.chunk_id), [&](chunk *r) { retire(r, stats); },
+        [this](std::uint64_t head) { window_head_moved(head); },
+        [&](std::uint64_t id) { return allocate_chunk(id, stats); }, too_old);
     if (too_old)
     {
         stats[too_old_index]++;
@@ -212,123 +171,25 @@ void chunk_stream::heap_ready(live_heap &&h)
     h.payload.release();   // points into the chunk: not ours to free
 }
 
-void chunk_stream::flush_until(std::int64_t chunk_id, std::uint64_t *stats)
+void chunk_stream::flush_until(std::uint64_t chunk_id, std::uint64_t *stats)
 {
-    while (head_id < tail_id && head_id < chunk_id)
-        retire_head(stats);
-    if (head_id < chunk_id)
-    {
-        head_id = tail_id = chunk_id;
-        head_pos = 0;
-        window_head_moved(head_id);
-    }
+    window.flush_until(
+        chunk_id, [&](chunk *r) { retire(r, stats); }, [this](std::uint64_t head) { window_head_moved(head); });
 }
 
 void chunk_stream::flush_chunks()
 {
     std::vector<std::uint64_t> stats(batch_stats.size(), 0);
-    while (head_id < tail_id)
-        retire_head(stats.data());
-    head_id = tail_id;
+    window.flush_all([&](chunk *r) { retire(r, stats.data()); },
+                     [this](std::uint64_t head) { window_head_moved(head); });
     for (std::size_t i = 0; i < stats.size(); i++)
         if (stats[i])
             add_stat_now(i, stats[i]);
 }
 
-void chunk_stream::stop_received()
+void chunk_stream::stopped_locked(bool by_user)
 {
-    if (stopped)
-        return;
-    stream::stop_received();
     flush_chunks();
-}
-
-void chunk_stream::stop()
-{
-    {
-        std::lock_guard<std::mutex> lock(mutex);
-        if (!stopped)
-        {
-            stopped = true;
-            flush();
-            flush_chunks();
-        }
-    }
-    stop_readers();
-}
-
-chunk_ring_stream::chunk_ring_stream(std::shared_ptr<thread_pool> pool, const stream_config &config,
-                                     const chunk_stream_config &chunk_config,
-                                     std::shared_ptr<chunk_ringbuffer> data_ring_,
-                                     std::shared_ptr<chunk_ringbuffer> free_ring_)
-    : chunk_stream(std::move(pool), config, chunk_config),
-      data_ring(std::move(data_ring_)), free_ring(std::move(free_ring_))
-{
-    data_ring->add_producer();
-}
-
-chunk_ring_stream::~chunk_ring_stream()
-{
-    stop();
-}
-
-chunk *chunk_ring_stream::allocate_chunk(std::int64_t chunk_id, std::uint64_t *stats)
-{
-    std::unique_ptr<chunk> c;
-    try
-    {
-        if (auto ready = free_ring->try_pop_optional())
-            c = std::move(*ready);
-        else
-        {
-            auto start = std::chrono::steady_clock::now();
-            c = free_ring->pop();
-            stats[free_chunk_wait_index] += std::uint64_t(
-                std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
-        }
-    }
-    catch (ringbuffer_stopped &)
-    {
-        return nullptr;
-    }
-    c->chunk_id = chunk_id;
-    c->stream_id = get_config().get_stream_id();
-    return c.release();
-}
-
-void chunk_ring_stream::ready_chunk(chunk *raw, std::uint64_t *stats)
-{
-    std::unique_ptr<chunk> c(raw);
-    try
-    {
-        data_ring->push(std::move(c));
-    }
-    catch (ringbuffer_stopped &)
-    {
-        std::lock_guard<std::mutex> lock(graveyard_mutex);
-        graveyard.push_back(std::move(c));
-    }
-}
-
-void chunk_ring_stream::stop()
-{
-    data_ring->stop();
-    free_ring->stop();
-    chunk_stream::stop();
-}
-
-void chunk_ring_stream::stop_received()
-{
-    if (stopped)
-        return;
-    chunk_stream::stop_received();
-    data_ring->remove_producer();
-}
-
-std::vector<std::unique_ptr<chunk>> chunk_ring_stream::take_graveyard()
-{
-    std::lock_guard<std::mutex> lock(graveyard_mutex);
-    return std::move(graveyard);
 }
 
 } // namespace spead2gpu::recv

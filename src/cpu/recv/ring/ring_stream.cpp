@@ -68,15 +68,13 @@ ring_stream::frozen ring_stream::try_pop()
     return freeze(ring.try_pop());
 }
 
-void ring_stream::stop()
+void ring_stream::stop_requested()
 {
     ring.stop();
-    stream::stop();
 }
 
-void ring_stream::stop_received()
+void ring_stream::stopped_locked(bool by_user)
 {
-    stream::stop_received();
     ring.stop();
 }
 

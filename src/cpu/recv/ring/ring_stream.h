@@ -52,6 +52,10 @@ class ring_stream : public stream
     ringbuffer<live_heap> ring;
     rate_limited_log incomplete_log;
 
+    /// Stop the ring first, so that a worker blocked on a full ring lets go of the stream lock.
+    void stop_requested() override;
+    /// Network end: the ring stops (heaps already in it are still delivered).
+    void stopped_locked(bool by_user) override;
     void heap_ready(live_heap &&h) override;
 
 public:
@@ -73,8 +77,6 @@ public:
     std::size_t ring_size() const { return ring.size(); }
     std::size_t ring_capacity() const { return ring.capacity(); }
 
-    void stop() override;
-    void stop_received() override;
 
 private:
     frozen freeze(live_heap &&h);

@@ -183,12 +183,19 @@ void stream::stop_readers()
 
 void stream::stop()
 {
+    stop_requested();
+    finish_stop();
+}
+
+void stream::finish_stop()
+{
     {
         std::lock_guard<std::mutex> lock(mutex);
         if (!stopped)
         {
             stopped = true;
             flush();
+            stopped_locked(true);
         }
     }
     stop_readers();
@@ -200,6 +207,7 @@ void stream::stop_received()
         return;
     stopped = true;
     flush();
+    stopped_locked(false);
 }
 
 add_packet_state::add_packet_state(stream &owner) : owner(owner), lock(owner.mutex)

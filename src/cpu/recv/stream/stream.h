@@ -96,8 +96,9 @@ public:
 };
 
 /**
- * Base of every receive stream. Subclasses implement heap_ready (and may
- * override stop / stop_received). Packets are admitted in batches: an
+ * Base of every receive stream. Subclasses implement heap_ready and may
+ * hook into stopping (stop_requested, stopped_locked); stop() and
+ * stop_received() themselves are not virtual. Packets are admitted in batches: an
  * add_packet_state holds the stream lock for the whole batch and merges
  * the batch's statistics when it ends.
  */
@@ -138,6 +139,20 @@ protected:
     void stop_readers();
     /// Increment a stat immediately (visible while a batch is in progress).
     void add_stat_now(std::size_t index, std::uint64_t value);
+    /**
+     * Hook: the first step of every stop() call, before the stream lock is
+     * taken. Ring streams stop their rings here, so that a worker blocked on
+     * a full ring (holding the lock) lets go; a group member stops its group.
+     */
+    virtual void stop_requested() {}
+    /**
+     * Hook: called exactly once, with the lock held, when the stream stops
+     * by either route, after the live heaps have been flushed.
+     * @param by_user  true for stop(), false for stop_received()
+     */
+    virtual void stopped_locked(bool by_user) {}
+    /// stop() without stop_requested(): what a group does to each member. Idempotent.
+    void finish_stop();
 
 public:
     stream(std::shared_ptr<thread_pool> pool, const stream_config &config,
@@ -162,16 +177,18 @@ public:
     /// Start readers added so far (explicit_start mode); later readers start at once.
     void start();
     /**
-     * Stop the stream (user stop): flush live heaps, stop all readers.
-     * Idempotent. Must not be called from a reader callback.
+     * Stop the stream (user stop): stop_requested(), then the stop itself
+     * (flush live heaps, stopped_locked(true), stop all readers). Idempotent;
+     * returns once no reader runs. Must not be called from a reader callback.
      */
-    virtual void stop();
+    void stop();
     /**
      * End of input from the network side (stop item, EOF). Called with the
-     * lock held (inside a batch). Flushes heaps and marks the stream stopped;
-     * readers notice and stop.
+     * lock held (inside a batch). Flushes heaps, marks the stream stopped and
+     * calls stopped_locked(false); readers notice and stop. Once only: a
+     * stream that has already stopped ignores it.
      */
-    virtual void stop_received();
+    void stop_received();
     /// True once the stream has stopped (by either route).
     bool is_stopped();
 };
