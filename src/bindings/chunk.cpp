@@ -114,10 +114,7 @@ struct py_chunk_ringbuffer
         if (auto ready = ring->try_pop_optional())
             c = std::move(*ready);
         else
-        {
-            py::gil_scoped_release release;
-            c = ring->pop();
-        }
+            c = std::move(*wait_interruptible([this](auto timeout) { return ring->pop_for(timeout); }));
         return to_python(std::move(c));
     }
 
@@ -128,8 +125,7 @@ struct py_chunk_ringbuffer
         auto c = to_cpp(obj);
         try
         {
-            py::gil_scoped_release release;
-            ring->push(std::move(c));
+            wait_interruptible([&](auto timeout) { return ring->push_for(std::move(c), timeout); });
         }
         catch (...)
         {

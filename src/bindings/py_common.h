@@ -4,6 +4,7 @@
  */
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -50,6 +51,33 @@ T from_kwargs(const py::kwargs &kwargs)
         obj.attr(key.c_str()) = item.second;
     }
     return obj.cast<T>();
+}
+
+/// How often a blocking call wakes to run Python's signal handlers (Ctrl-C).
+constexpr std::chrono::milliseconds signal_check_interval{50};
+
+/**
+ * The one way bindings block: call @a attempt(timeout) with the GIL released
+ * until it returns something true (an engaged optional, or true), waking
+ * every @ref signal_check_interval to run Python's signal handlers with the
+ * GIL held. An exception from a handler (KeyboardInterrupt for Ctrl-C)
+ * propagates. Waking for stop() from another thread is @a attempt's job (a
+ * stopped ring throws ringbuffer_stopped at once).
+ */
+template <typename Attempt>
+auto wait_interruptible(Attempt &&attempt)
+{
+    while (true)
+    {
+        {
+            py::gil_scoped_release release;
+            auto result = attempt(signal_check_interval);
+            if (result)
+                return result;
+        }
+        if (PyErr_CheckSignals() != 0)
+            throw py::error_already_set();
+    }
 }
 
 void register_common(py::module_ &m);

@@ -51,8 +51,7 @@ ring_stream::frozen pop_heap(ring_stream &s)
 {
     if (auto h = s.try_pop_ready())
         return std::move(*h);
-    py::gil_scoped_release release;
-    return s.pop();
+    return std::move(*wait_interruptible([&](auto timeout) { return s.pop_for(timeout); }));
 }
 
 /**

@@ -228,8 +228,25 @@ item_pointer_t sync_send(stream &s, const heap_reference *refs, std::size_t n, g
             state->done = true;
             state->cond.notify_all();
         }, mode);
+    }
+    auto finished = [&](auto timeout) {
         std::unique_lock<std::mutex> lock(state->mutex);
-        state->cond.wait(lock, [&] { return state->done; });
+        return state->cond.wait_for(lock, timeout, [&] { return state->done; });
+    };
+    try
+    {
+        wait_interruptible(finished);
+    }
+    catch (py::error_already_set &)
+    {
+        // Interrupted (Ctrl-C): the heaps the caller's frame keeps alive are
+        // still being read by the worker, so let the send finish (it is
+        // bounded: no other heap is queued behind it) before raising.
+        py::gil_scoped_release release;
+        while (!finished(signal_check_interval))
+        {
+        }
+        throw;
     }
     if (state->ec)
         raise_os_error(state->ec);
@@ -647,8 +664,7 @@ void add_asyncio_methods(Cls &cls)
             "heaps"_a, "callback"_a, "mode"_a);
     cls.def_property_readonly("fd", [](const T &self) { return self.callbacks.fd(); });
     cls.def("flush", [](T &self) {
-        py::gil_scoped_release release;
-        self.s->flush();
+        wait_interruptible([&](auto timeout) { return self.s->flush_for(timeout); });
     });
     cls.def("process_callbacks", [](T &self) { self.callbacks.process(); });
 }

@@ -159,6 +159,29 @@ class ringbuffer
 #endif
     }
 
+    /**
+     * With @a lock held and the ring empty: spin briefly (without the lock,
+     * which the producer needs) before the caller sleeps. A producer on
+     * another core usually delivers within microseconds, and a futex
+     * sleep/wake per item costs more. Returns with the lock held.
+     */
+    void spin_for_data(std::unique_lock<std::mutex> &lock)
+    {
+        if (!items.empty() || stopped_)
+            return;
+        lock.unlock();
+        for (int i = 0; i < spin_iterations && count.load(std::memory_order_relaxed) == 0; i++)
+        {
+            // Mostly pause; yield now and then in case the producer shares
+            // this core (an oversubscribed machine).
+            if (i % 16 == 15)
+                std::this_thread::yield();
+            else
+                spin_pause();
+        }
+        lock.lock();
+    }
+
 public:
     explicit ringbuffer(std::size_t capacity) : items(capacity), cap(capacity)
     {
@@ -278,6 +301,7 @@ public:
     std::optional<T> pop_for(const std::chrono::duration<Rep, Period> &timeout)
     {
         std::unique_lock<std::mutex> lock(mutex);
+        spin_for_data(lock);
         if (!data_cond.wait_for(lock, timeout, [this] { return stopped_ || !items.empty(); }))
             return std::nullopt;
         if (items.empty())
@@ -290,27 +314,32 @@ public:
         return value;
     }
 
+    /**
+     * Push, waiting at most @a timeout for space; returns false on timeout
+     * (@a value is left untouched). Throws ringbuffer_stopped if stopped.
+     */
+    template <typename Rep, typename Period>
+    bool push_for(T &&value, const std::chrono::duration<Rep, Period> &timeout)
+    {
+        std::unique_lock<std::mutex> lock(mutex);
+        if (!stopped_ && !has_space()
+            && !space_cond.wait_for(lock, timeout, [this] { return stopped_ || items.size() <= resume_size(); }))
+            return false;
+        if (stopped_)
+            throw ringbuffer_stopped();
+        items.push_back(std::move(value));
+        count.store(items.size(), std::memory_order_relaxed);
+        update_levels();
+        lock.unlock();
+        data_cond.notify_one();
+        return true;
+    }
+
     /// Pop, waiting for data; throws ringbuffer_stopped once stopped and empty.
     T pop()
     {
         std::unique_lock<std::mutex> lock(mutex);
-        if (items.empty() && !stopped_)
-        {
-            // Spin briefly (without the lock, which the producer needs) before
-            // sleeping: a producer on another core usually delivers within
-            // microseconds, and a futex sleep/wake per item costs more.
-            lock.unlock();
-            for (int i = 0; i < spin_iterations && count.load(std::memory_order_relaxed) == 0; i++)
-            {
-                // Mostly pause; yield now and then in case the producer
-                // shares this core (an oversubscribed machine).
-                if (i % 16 == 15)
-                    std::this_thread::yield();
-                else
-                    spin_pause();
-            }
-            lock.lock();
-        }
+        spin_for_data(lock);
         data_cond.wait(lock, [this] { return stopped_ || !items.empty(); });
         if (items.empty())
             throw ringbuffer_stopped();

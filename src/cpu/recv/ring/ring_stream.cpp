@@ -55,6 +55,14 @@ ring_stream::frozen ring_stream::pop()
     return freeze(ring.pop());
 }
 
+std::optional<ring_stream::frozen> ring_stream::pop_for(std::chrono::nanoseconds timeout)
+{
+    auto h = ring.pop_for(timeout);
+    if (!h)
+        return std::nullopt;
+    return freeze(std::move(*h));
+}
+
 std::optional<ring_stream::frozen> ring_stream::try_pop_ready()
 {
     auto h = ring.try_pop_optional();

@@ -5,6 +5,8 @@
  */
 #pragma once
 
+#include <chrono>
+
 #include <optional>
 #include <variant>
 #include "recv/heap/heap.h"
@@ -68,6 +70,8 @@ public:
     const ring_stream_config &get_ring_config() const { return ring_config; }
     /// Blocking pop; throws ringbuffer_stopped once stopped and drained.
     frozen pop();
+    /// Pop, waiting at most @a timeout (nullopt on timeout); throws ringbuffer_stopped once stopped and drained.
+    std::optional<frozen> pop_for(std::chrono::nanoseconds timeout);
     /// Non-blocking pop that reports an empty ring as nullopt (no exception).
     std::optional<frozen> try_pop_ready();
     /// Non-blocking pop; throws ringbuffer_empty or ringbuffer_stopped.

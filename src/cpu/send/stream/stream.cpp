@@ -212,6 +212,12 @@ void stream::flush()
     idle_cond.wait(lock, [this] { return !worker_active; });
 }
 
+bool stream::flush_for(std::chrono::nanoseconds timeout)
+{
+    std::unique_lock<std::mutex> lock(mutex);
+    return idle_cond.wait_for(lock, timeout, [this] { return !worker_active; });
+}
+
 void stream::start_worker()
 {
     // After idling, the rate schedules may not lie in the past (no catch-up

@@ -5,6 +5,8 @@
  */
 #pragma once
 
+#include <chrono>
+
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -245,6 +247,8 @@ public:
 
     /// Block until every queued heap has been sent and its handler has run.
     void flush();
+    /// Wait at most @a timeout for the queue to drain; returns whether it did.
+    bool flush_for(std::chrono::nanoseconds timeout);
 };
 
 /// A stream that collects the packets in memory (spead2 BytesStream).
