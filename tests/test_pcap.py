@@ -1,6 +1,6 @@
-"""recv.Stream.add_udp_pcap_file_reader: classic pcap and pcapng files, all
-supported link types, filters (libpcap and the built-in subset), malformed
-captures, and real loopback traffic captured by tcpdump.
+"""recv.Stream.add_udp_pcap_file_reader: classic pcap and pcapng files (read
+by libpcap), all supported link types, libpcap filters, malformed captures,
+closing the file on stop, and real loopback traffic captured by tcpdump.
 
 The packets are produced by spead2's own sender (``PacketGenerator``) and
 wrapped here in link, IP and UDP headers.  Where spead2's pcap reader can
@@ -12,7 +12,6 @@ heaps spead2 gets from the same datagrams in a plain Ethernet/IPv4 capture.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import random
 import shutil
@@ -139,9 +138,11 @@ LINKS = {
     "sll2": (276, lambda l3, v: sll2(l3, 0x0800 if v == 4 else 0x86DD)),
     "raw": (101, lambda l3, v: l3),
     "raw12": (12, lambda l3, v: l3),
-    "null": (0, lambda l3, v: struct.pack("<I", 2 if v == 4 else 10) + l3),
-    # (libpcap's BPF for these link types expects Linux's AF_INET6, 10)
-    "loop": (108, lambda l3, v: struct.pack(">I", 2 if v == 4 else 10) + l3),
+    # The address family of DLT_NULL is in the capturing host's byte order
+    # (Capture writes it in the file's); DLT_LOOP's is big-endian. libpcap's
+    # filters know the BSD values of AF_INET6 (24, 28, 30), not Linux's 10.
+    "null": (0, lambda l3, v: struct.pack("<I", 2 if v == 4 else 24) + l3),
+    "loop": (108, lambda l3, v: struct.pack(">I", 2 if v == 4 else 30) + l3),
 }
 
 
@@ -184,11 +185,18 @@ class Capture:
         if self.linktype == 1:
             self.add_frame(eth(b"\0\1\x08\0\6\4\0\1" + b"\0" * 20, 0x0806))
 
+    def _records(self, endian):
+        """The records as a host of byte order ``endian`` captured them."""
+        for data, orig in self.records:
+            if self.linktype == 0 and endian == ">":    # DLT_NULL: host-order family
+                data = data[3::-1] + data[4:]
+            yield data, orig
+
     def pcap(self, endian="<", nano=False, snaplen=262144, modified=False):
         """Classic pcap; ``modified`` gives Kuznetzov's variant (24-byte record headers)."""
         magic = 0xA1B2CD34 if modified else 0xA1B23C4D if nano else 0xA1B2C3D4
         out = [struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, snaplen, self.linktype)]
-        for i, (data, orig) in enumerate(self.records):
+        for i, (data, orig) in enumerate(self._records(endian)):
             out.append(struct.pack(endian + "IIII", 1700000000 + i, i * 7, len(data), orig))
             if modified:
                 out.append(struct.pack(endian + "IHBB", 1, 0x0800, 0, 0))
@@ -199,7 +207,7 @@ class Capture:
         out = [ng_shb(endian), ng_idb(self.linktype, endian)]
         if extra_blocks:
             out.append(ng_block(4, struct.pack(endian + "HH", 0, 0), endian))   # empty NRB
-        for i, (data, orig) in enumerate(self.records):
+        for i, (data, orig) in enumerate(self._records(endian)):
             if simple:
                 out.append(ng_spb(data, endian, orig))
             else:
@@ -298,29 +306,6 @@ def reference_heaps(datagrams, tmp_path, name="reference.pcap"):
     path.write_bytes(cap.pcap())
     heaps, _ = read_pcap(spead2, path)
     return heaps
-
-
-def libpcap_available():
-    for name in ("libpcap.so.1", "libpcap.so.0.8", "libpcap.so"):
-        try:
-            ctypes.CDLL(name)
-            return True
-        except OSError:
-            pass
-    return False
-
-
-@pytest.fixture(params=["libpcap", "builtin"])
-def filter_mode(request, monkeypatch):
-    """Run once with libpcap filters (if libpcap can be loaded) and once
-    with the built-in filter subset."""
-    if request.param == "libpcap":
-        if not libpcap_available():
-            pytest.skip("libpcap is not installed")
-        monkeypatch.delenv("SPEAD2GPU_NO_LIBPCAP", raising=False)
-    else:
-        monkeypatch.setenv("SPEAD2GPU_NO_LIBPCAP", "1")
-    return request.param
 
 
 def mixed_capture(link, main, other, junk=True, noise=True, version=4):
@@ -442,7 +427,7 @@ def test_stream_config(tmp_path):
 @pytest.mark.parametrize("link", sorted(LINKS))
 @pytest.mark.parametrize("version", [4, 6])
 @pytest.mark.parametrize("container", ["pcap-le-us", "pcap-be-ns", "pcapng-be"])
-def test_link_types(tmp_path, filter_mode, link, version, container):
+def test_link_types(tmp_path, link, version, container):
     main = sender_packets(5, seed=10)
     other = sender_packets(2, first_cnt=100, seed=11, size=100)
     cap = mixed_capture(link, main, other, version=version)
@@ -452,13 +437,15 @@ def test_link_types(tmp_path, filter_mode, link, version, container):
     expected = reference_heaps([d for d in _udp_payloads(main, other)], tmp_path)
     assert len(expected) == 7
     assert_same_heaps(ours, expected)
-    # the filtered view: only the main stream.  BPF (libpcap) needs "vlan"
-    # once per tag; the built-in filter looks through VLAN tags.
-    filter = f"udp dst port {MAIN_PORT}"
-    if filter_mode == "libpcap":
-        filter = "vlan and " * {"vlan": 1, "qinq": 2}.get(link, 0) + filter
-    ours_main, _ = read_pcap(spead2gpu, path, filter)
+    # the filtered view: only the main stream (libpcap needs "vlan" once per tag)
+    vlan = "vlan and " * {"vlan": 1, "qinq": 2}.get(link, 0)
+    ours_main, _ = read_pcap(spead2gpu, path, vlan + f"udp dst port {MAIN_PORT}")
     assert_same_heaps(ours_main, reference_heaps(main, tmp_path, "main.pcap"))
+    # and by IP version
+    ours_v, _ = read_pcap(spead2gpu, path, vlan + ("ip" if version == 4 else "ip6"))
+    assert_same_heaps(ours_v, expected)
+    ours_none, _ = read_pcap(spead2gpu, path, vlan + ("ip6" if version == 4 else "ip"))
+    assert ours_none == []
 
 
 def _udp_payloads(main, other):
@@ -501,25 +488,47 @@ def test_ipv6_extension_headers(tmp_path):
 
 @spead2gpu_only
 def test_multiple_sections_and_interfaces(tmp_path):
-    """pcapng with two sections of different byte order, several interfaces
-    of different link types, and packets on an interface id that was never
-    declared (skipped)."""
+    """pcapng with two sections, each with several interfaces (of one link
+    type and byte order, as libpcap requires), packets on all of them."""
     main = sender_packets(6, seed=14)
-    blocks = [ng_shb("<"), ng_idb(1, "<"), ng_idb(101, "<"), ng_idb(276, "<")]
+    blocks = [ng_shb(), ng_idb(1), ng_idb(1), ng_idb(1)]
     half = len(main) // 2
     for i, p in enumerate(main[:half]):
-        l3 = ip_udp(p, 4, 7000, MAIN_PORT)
-        frames = [eth(l3), l3, sll2(l3)]
-        blocks.append(ng_epb(frames[i % 3], i % 3, "<"))
-    blocks.append(ng_epb(eth(ipv4(udp(b"junk"))), 7, "<"))    # undeclared interface
-    blocks += [ng_shb(">"), ng_idb(113, ">"), ng_idb(1, ">")]
+        blocks.append(ng_epb(eth(ip_udp(p, 4, 7000, MAIN_PORT)), i % 3))
+    blocks += [ng_shb(), ng_idb(1), ng_idb(1)]
     for i, p in enumerate(main[half:]):
-        l3 = ip_udp(p, 6, 7000, MAIN_PORT)
-        blocks.append(ng_epb(sll(l3, 0x86DD) if i % 2 else eth(l3, 0x86DD), 1 - i % 2, ">"))
+        blocks.append(ng_epb(eth(ip_udp(p, 6, 7000, MAIN_PORT), 0x86DD), 1 - i % 2))
     path = tmp_path / "sections.pcapng"
     path.write_bytes(b"".join(blocks))
     ours, stats = read_pcap(spead2gpu, path)
     assert_same_heaps(ours, reference_heaps(main, tmp_path))
+    assert malformed(stats) == expect_malformed(0)
+
+
+#: pcapng content that libpcap cannot read past: the block that stops it
+PCAPNG_STOPPERS = {
+    "other-linktype": lambda: ng_idb(113),
+    "other-byte-order": lambda: ng_shb(">") + ng_idb(1, ">"),
+    "undeclared-interface": lambda: ng_epb(eth(ipv4(udp(b"junk"))), 7),
+    "short-epb": lambda: ng_block(6, b"\0" * 8),
+    "caplen-beyond-block": lambda: ng_block(6, struct.pack("<IIIII", 0, 0, 0, 1 << 20, 100) + b"\0" * 100),
+    "empty-spb": lambda: ng_block(3, b""),
+    "length-beyond-file": lambda: struct.pack("<II", 6, 1 << 30) + b"\0" * 20,
+}
+
+
+@spead2gpu_only
+@pytest.mark.parametrize("stopper", sorted(PCAPNG_STOPPERS))
+def test_pcapng_unreadable_blocks(tmp_path, stopper):
+    """A block libpcap cannot read ends the replay there: the heaps before it
+    arrive, the read error counts as one malformed packet."""
+    main = sender_packets(4, seed=27, size=500)
+    frames = [eth(ipv4(udp(p))) for p in main]
+    blocks = [ng_shb(), ng_idb(1), ng_epb(frames[0]), ng_epb(frames[1]),
+              PCAPNG_STOPPERS[stopper](), ng_epb(frames[2]), ng_epb(frames[3])]
+    path = _write(tmp_path / "bad.pcapng", b"".join(blocks))
+    heaps, stats = read_pcap(spead2gpu, path)
+    assert [h[1] for h in heaps] == [1, 2]
     assert malformed(stats) == expect_malformed(1)
 
 
@@ -542,11 +551,18 @@ FILTERS = [
     f"port {MAIN_PORT} and port 7000",
     f"port {MAIN_PORT} and port 7001",
     "udp port 1",
+    "udp or tcp",
+    "(udp)",
+    "host 10.0.0.1",
+    f"not port {JUNK_PORT}",
+    "port 0x22b8",
+    "greater 1000",
+    f"udp port {OTHER_PORT} or less 300",
 ]
 
 
 @pytest.mark.parametrize("filter", FILTERS)
-def test_filter_same_as_spead2(tmp_path, filter_mode, filter):
+def test_filter_same_as_spead2(tmp_path, filter):
     main = sender_packets(6, seed=15)
     other = sender_packets(4, first_cnt=100, seed=16, size=700)
     cap = mixed_capture("ethernet", main, other)
@@ -559,7 +575,7 @@ def test_filter_same_as_spead2(tmp_path, filter_mode, filter):
 
 @spead2gpu_only
 @pytest.mark.parametrize("filter", [f"udp dst port {MAIN_PORT}", f"port {OTHER_PORT}", "ip6", "ip"])
-def test_filter_ipv6(tmp_path, filter_mode, filter):
+def test_filter_ipv6(tmp_path, filter):
     """Filters select IPv4 and IPv6 datagrams alike (spead2 has no IPv6)."""
     main = sender_packets(4, seed=17)
     other = sender_packets(3, first_cnt=100, seed=18, size=700)
@@ -580,41 +596,36 @@ def test_filter_ipv6(tmp_path, filter_mode, filter):
     assert_same_heaps(ours, reference_heaps(expected, tmp_path))
 
 
-@pytest.mark.parametrize("filter", ["udp or tcp", "tcp", "udp port", "port 70000", "and",
-                                    "udp and", "port 0x10", "(udp)", "host 10.0.0.1"])
-@spead2gpu_only
-def test_filter_unsupported_without_libpcap(tmp_path, monkeypatch, filter):
-    monkeypatch.setenv("SPEAD2GPU_NO_LIBPCAP", "1")
+@pytest.mark.parametrize("filter", ["udp port", "port 70000", "and", "udp and", "udp prt 9999",
+                                    "(udp", "gateway foo", "tcp and udp"])
+def test_filter_errors(tmp_path, filter):
+    """A filter libpcap rejects raises RuntimeError with libpcap's message, as in spead2."""
     path = tmp_path / "f.pcap"
     path.write_bytes(mixed_capture("ethernet", sender_packets(1), []).pcap())
-    stream = spead2gpu.recv.Stream(spead2gpu.ThreadPool())
-    with pytest.raises(ValueError, match="libpcap") as info:
-        stream.add_udp_pcap_file_reader(str(path), filter)
-    assert repr(filter) in str(info.value)
-    stream.stop()
-
-
-def test_filter_libpcap_syntax(tmp_path, monkeypatch):
-    if not libpcap_available():
-        pytest.skip("libpcap is not installed")
-    monkeypatch.delenv("SPEAD2GPU_NO_LIBPCAP", raising=False)
-    main = sender_packets(3, seed=19)
-    other = sender_packets(2, first_cnt=100, seed=20, size=100)
-    path = tmp_path / "f.pcap"
-    path.write_bytes(mixed_capture("ethernet", main, other).pcap())
-    # Full BPF syntax works...
-    ours, theirs, _, _ = read_both(path, f"(udp dst port {OTHER_PORT}) or (src host 10.0.0.1 and udp port 1)")
-    assert_same_heaps(ours, theirs)
-    assert [h[1] for h in ours] == [100, 101]
-    # ...and a syntax error raises RuntimeError with libpcap's message, as in spead2
     msgs = []
     for mod in (spead2gpu, spead2):
         stream = mod.recv.Stream(mod.ThreadPool())
         with pytest.raises(RuntimeError) as info:
-            stream.add_udp_pcap_file_reader(str(path), "udp prt 9999")
+            stream.add_udp_pcap_file_reader(str(path), filter)
         msgs.append(str(info.value))
         stream.stop()
     assert msgs[0] == msgs[1]
+    assert msgs[0]
+
+
+def test_filter_libpcap_syntax(tmp_path):
+    """The full libpcap syntax: boolean operators, hosts, byte offsets."""
+    main = sender_packets(3, seed=19)
+    other = sender_packets(2, first_cnt=100, seed=20, size=100)
+    path = tmp_path / "f.pcap"
+    path.write_bytes(mixed_capture("ethernet", main, other).pcap())
+    ours, theirs, _, _ = read_both(path, f"(udp dst port {OTHER_PORT}) or (src host 10.0.0.1 and udp port 1)")
+    assert_same_heaps(ours, theirs)
+    assert [h[1] for h in ours] == [100, 101]
+    # SPEAD packets start with 0x53 0x04: the non-SPEAD datagrams are not even seen
+    ours, stats = read_pcap(spead2gpu, path, "udp[8:2] = 0x5304")
+    assert sorted(h[1] for h in ours) == [1, 2, 3, 100, 101]
+    assert malformed(stats) == expect_malformed(0)
 
 
 # ---------------------------------------------------------------------------
@@ -743,29 +754,6 @@ def test_corrupted_files_do_not_crash(tmp_path, container):
             pass     # a corrupted file header is an error, not a crash
 
 
-@spead2gpu_only
-def test_pcapng_bad_blocks(tmp_path):
-    """Bad pcapng blocks are skipped where the block length allows it."""
-    main = sender_packets(4, seed=27, size=500)
-    frames = [eth(ipv4(udp(p))) for p in main]
-    blocks = [ng_shb(), ng_idb(1)]
-    blocks.append(ng_epb(frames[0]))
-    blocks.append(ng_block(6, b"\0" * 8))                            # EPB body too short
-    blocks.append(ng_epb(frames[1]))
-    bad_caplen = bytearray(ng_epb(frames[0]))
-    struct.pack_into("<I", bad_caplen, 20, 1 << 20)                  # caplen beyond the block
-    blocks.append(bytes(bad_caplen))
-    blocks.append(ng_epb(frames[2]))
-    blocks.append(ng_epb(frames[3], iface=3))                        # no such interface
-    blocks.append(ng_block(3, b""))                                  # SPB without a length
-    blocks.append(ng_epb(frames[3]))
-    blocks.append(struct.pack("<II", 6, 1 << 30) + b"\0" * 20)       # length beyond the file
-    path = _write(tmp_path / "bad.pcapng", b"".join(blocks))
-    heaps, stats = read_pcap(spead2gpu, path)
-    assert [h[1] for h in heaps] == [1, 2, 3, 4]
-    assert malformed(stats) == expect_malformed(5)
-
-
 def test_errors(tmp_path):
     # missing file: same RuntimeError text as spead2 ("<filename>: <strerror>")
     missing = str(tmp_path / "does-not-exist.pcap")
@@ -846,6 +834,54 @@ def test_keyword_arguments_and_stop(tmp_path, mod_name):
         del stream
 
 
+def _open_fds(path):
+    """How many of this process's file descriptors are open on ``path``."""
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink(f"/proc/self/fd/{fd}") == str(path)
+        except OSError:
+            pass
+    return n
+
+
+@spead2gpu_only
+def test_file_closed(tmp_path):
+    """The capture file is closed by stop() (during the replay, or before it
+    started), at the end of the replay, and when the filter is rejected."""
+    main = sender_packets(200, seed=31, size=3000)
+    path = _write(tmp_path / "long.pcap", mixed_capture("ethernet", main, [], junk=False, noise=False).pcap())
+    # stopped during the replay
+    stream = spead2gpu.recv.Stream(spead2gpu.ThreadPool(), spead2gpu.recv.StreamConfig(),
+                                   spead2gpu.recv.RingStreamConfig(heaps=2))
+    stream.add_udp_pcap_file_reader(str(path))
+    assert stream.get().cnt == 1
+    assert _open_fds(path) == 1
+    run_with_timeout(stream.stop, 10)
+    assert _open_fds(path) == 0
+    # never started
+    stream = spead2gpu.recv.Stream(spead2gpu.ThreadPool(), spead2gpu.recv.StreamConfig(explicit_start=True))
+    stream.add_udp_pcap_file_reader(str(path))
+    assert _open_fds(path) == 1
+    stream.stop()
+    assert _open_fds(path) == 0
+    # replayed to the end: closed without a stop()
+    stream = spead2gpu.recv.Stream(spead2gpu.ThreadPool())
+    stream.add_udp_pcap_file_reader(str(path))
+    assert len(run_with_timeout(lambda: list(stream), 30)) == 200
+    deadline = time.monotonic() + 10
+    while _open_fds(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _open_fds(path) == 0
+    stream.stop()
+    # a rejected filter
+    stream = spead2gpu.recv.Stream(spead2gpu.ThreadPool())
+    with pytest.raises(RuntimeError):
+        stream.add_udp_pcap_file_reader(str(path), "udp prt 9999")
+    assert _open_fds(path) == 0
+    stream.stop()
+
+
 def test_explicit_start(tmp_path):
     main = sender_packets(3, seed=29)
     path = _write(tmp_path / "c.pcap", mixed_capture("ethernet", main, []).pcap())
@@ -873,7 +909,7 @@ def tcpdump_capture(tmp_path):
     """Start tcpdump on the loopback interface; yields (path, port, wait)."""
     exe = shutil.which("tcpdump")
     if exe is None:
-        pytest.skip("tcpdump is not installed")
+        pytest.fail("tcpdump is not installed (.ci/run installs it: apt-get install tcpdump)")
     port = _free_udp_port()
     path = tmp_path / "loopback.pcap"
     cmd = [exe, "-i", "lo", "-n", "-U", "-s", "0", "-w", str(path)]
@@ -892,7 +928,7 @@ def tcpdump_capture(tmp_path):
         err = line + proc.stderr.read()
         proc.wait()
         proc.stderr.close()
-        pytest.skip(f"cannot capture on lo with tcpdump: {err.decode(errors='replace').strip()}")
+        pytest.fail(f"cannot capture on lo with tcpdump: {err.decode(errors='replace').strip()}")
 
     def wait(n_packets, timeout=10):
         deadline = time.monotonic() + timeout
