@@ -3,6 +3,7 @@
  * ChunkRingPair and ChunkRingStream (spead2-compatible).
  */
 #include <cstring>
+#include "bindings/chunk_config.h"
 #include "bindings/py_common.h"
 #include "recv/chunk/chunk.h"
 #include "recv/chunk/chunk_ring_stream.h"
@@ -193,14 +194,9 @@ public:
     }
 };
 
-/// Python ChunkStreamConfig: the C++ config plus the Python placement object.
-struct py_chunk_stream_config
-{
-    chunk_stream_config config;
-    py::object place = py::none();
-};
+} // namespace
 
-void two_arg_trampoline(chunk_place_data *data, std::size_t size, void *user)
+static void two_arg_trampoline(chunk_place_data *data, std::size_t size, void *user)
 {
     reinterpret_cast<void (*)(void *, std::size_t)>(user)(data, size);
 }
@@ -241,6 +237,9 @@ void set_place(py_chunk_stream_config &self, py::object place)
         throw py::value_error("Unknown signature " + sig);
     self.place = place;
 }
+
+namespace
+{
 
 /// Python ChunkRingStream.
 class py_chunk_ring_stream : public py_chunk_ring_pair, public chunk_ring_stream

@@ -5,6 +5,7 @@
  * first-step kernels. The pure-Python layer is python/spead2gpu/gpu.
  */
 #include <cstring>
+#include "bindings/chunk_config.h"
 #include "bindings/py_common.h"
 #include "gpu/memory.h"
 #include "gpu/pipeline.h"
@@ -196,45 +197,13 @@ py::dict cuda_array_interface(const buffer_view &b)
 // Chunk stream configuration from the Python ChunkStreamConfig
 // ---------------------------------------------------------------------------
 
-void two_arg_place(recv::chunk_place_data *data, std::size_t size, void *user)
+/// The C++ chunk config of a recv.ChunkStreamConfig (its placement parsed once, by set_place).
+const recv::chunk_stream_config &to_chunk_config(const py::object &cfg)
 {
-    reinterpret_cast<void (*)(void *, std::size_t)>(user)(data, size);
-}
-
-/// Rebuild the C++ chunk_stream_config from a recv.ChunkStreamConfig (through its properties).
-recv::chunk_stream_config to_chunk_config(const py::object &cfg)
-{
-    recv::chunk_stream_config c;
-    c.set_items(cfg.attr("items").cast<std::vector<item_pointer_t>>());
-    c.set_max_chunks(cfg.attr("max_chunks").cast<std::size_t>());
-    py::object place = cfg.attr("place");
-    if (place.is_none())
+    const auto &c = cfg.cast<const recv::py_chunk_stream_config &>();
+    if (!c.config.get_place() && !c.config.get_layout())
         throw py::value_error("chunk_stream_config.place is not set");
-    if (py::isinstance<recv::chunk_layout>(place))
-        c.set_layout(std::make_shared<recv::chunk_layout>(place.cast<const recv::chunk_layout &>()));
-    else
-    {
-        py::tuple t(place);
-        py::object cap = t[0];
-        if (!PyCapsule_CheckExact(cap.ptr()))
-            throw py::type_error("place must be a ChunkLayout or a tuple whose first element is a capsule");
-        const char *name = PyCapsule_GetName(cap.ptr());
-        void *fn = PyCapsule_GetPointer(cap.ptr(), name);
-        if (!fn)
-            throw py::error_already_set();
-        std::string sig = name ? name : "";
-        if (sig == "void (void *, size_t)")
-            c.set_place(&two_arg_place, fn);
-        else if (sig == "void (void *, size_t, void *)")
-            c.set_place(reinterpret_cast<recv::chunk_place_function>(fn), PyCapsule_GetContext(cap.ptr()));
-        else
-            throw py::value_error("Unknown signature " + sig);
-    }
-    c.set_max_heap_extra(cfg.attr("max_heap_extra").cast<std::size_t>());
-    std::size_t pp = cfg.attr("packet_presence_payload_size").cast<std::size_t>();
-    if (pp)
-        c.enable_packet_presence(pp);
-    return c;
+    return c.config;
 }
 
 // ---------------------------------------------------------------------------
@@ -616,7 +585,7 @@ Heap payload allocator of a host-addressable kind (``host``, ``pinned``, ``mappe
                                                "Chunk stream filling a _ChunkPipeline (see spead2gpu.gpu.ChunkStream)")
         .def(py::init([](std::shared_ptr<thread_pool> pool, const recv::stream_config &config,
                          py::object chunk_stream_config, std::shared_ptr<chunk_pipeline> pipeline) {
-                 auto cc = to_chunk_config(chunk_stream_config);
+                 const auto &cc = to_chunk_config(chunk_stream_config);
                  return new gpu_chunk_stream(std::move(pool), config, cc, std::move(pipeline),
                                              chunk_stream_config.attr("place"));
              }),
@@ -632,7 +601,7 @@ Heap payload allocator of a host-addressable kind (``host``, ``pinned``, ``mappe
         .def("_emplace_back", [](gpu_chunk_stream_group &g, std::shared_ptr<thread_pool> pool,
                                  const recv::stream_config &config, py::object chunk_stream_config)
                  -> recv::chunk_stream_group_member & {
-                 auto cc = to_chunk_config(chunk_stream_config);
+                 const auto &cc = to_chunk_config(chunk_stream_config);
                  auto &member = g.emplace_back(std::move(pool), config, cc);
                  g.place_keepalive.push_back(chunk_stream_config.attr("place"));
                  return member;
