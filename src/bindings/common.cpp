@@ -35,10 +35,7 @@ std::shared_ptr<py_buffer_view> request_buffer_view(const py::object &obj, bool 
         throw py::error_already_set();
     }
     auto *view = new py_buffer_view{py::buffer_info(raw, true)};
-    return std::shared_ptr<py_buffer_view>(view, [](py_buffer_view *v) {
-        py::gil_scoped_acquire gil;
-        delete v;
-    });
+    return make_gil_safe(view);
 }
 
 namespace

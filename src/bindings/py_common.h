@@ -15,6 +15,21 @@ namespace spead2gpu
 {
 
 /**
+ * The one GIL-safe holder: own @a p (an object holding Python references)
+ * so that the last owner may be on any thread: the deleter takes the GIL to
+ * destroy it. (Chunks holding Python buffers use the ring pair's graveyard
+ * instead: they are destroyed by their Python owner.)
+ */
+template <typename T>
+std::shared_ptr<T> make_gil_safe(T *p)
+{
+    return std::shared_ptr<T>(p, [](T *v) {
+        py::gil_scoped_acquire gil;
+        delete v;
+    });
+}
+
+/**
  * Keep a Python buffer alive from C++ without holding the GIL: the
  * returned shared_ptr owns a Py_buffer view; its deleter takes the GIL
  * only to release the view. Do not let the last reference die on a worker

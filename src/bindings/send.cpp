@@ -494,34 +494,15 @@ std::unique_ptr<tcp_writer> connect_tcp(const endpoint_list &endpoints, std::siz
     }
 }
 
-/**
- * A Python object that may be dropped on a thread without the GIL (the
- * destructor takes it). Used for the connect callback of TcpStreamAsyncio.
- */
-struct gil_safe_object
-{
-    py::object obj;
-
-    explicit gil_safe_object(py::object obj) : obj(std::move(obj)) {}
-    ~gil_safe_object()
-    {
-        if (obj)
-        {
-            py::gil_scoped_acquire gil;
-            obj = py::object();
-        }
-    }
-};
-
 /// Connect handler calling a Python callback(exc_or_None) on the worker thread.
 tcp_writer::connect_handler make_connect_handler(py::object callback)
 {
-    auto holder = std::make_shared<gil_safe_object>(std::move(callback));
+    auto holder = make_gil_safe(new py::object(std::move(callback)));
     return [holder](const std::error_code &ec) {
         py::gil_scoped_acquire gil;
         try
         {
-            py::object cb = std::move(holder->obj);
+            py::object cb = std::move(*holder);
             py::object exc = ec ? make_os_error(ec, false) : py::object(py::none());
             cb(exc);
         }
