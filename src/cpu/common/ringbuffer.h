@@ -225,18 +225,10 @@ public:
     /// Push without blocking; throws ringbuffer_full or ringbuffer_stopped.
     void try_push(T &&value)
     {
-        {
-            std::lock_guard<std::mutex> lock(mutex);
-            if (stopped_)
-                throw ringbuffer_stopped();
-            if (!has_space())
-                throw ringbuffer_full();
-            items.push_back(std::move(value));
-            count.store(items.size(), std::memory_order_relaxed);
-            update_levels();
-        }
-        // Notify after unlocking, so the woken consumer does not block on the mutex.
-        data_cond.notify_one();
+        std::unique_lock<std::mutex> lock(mutex);
+        if (!stopped_ && !has_space())
+            throw ringbuffer_full();
+        put(lock, std::move(value));
     }
 
     /// Push, waiting for space; throws ringbuffer_stopped if stopped meanwhile.
@@ -244,32 +236,31 @@ public:
     {
         std::unique_lock<std::mutex> lock(mutex);
         if (!stopped_ && !has_space())
-            space_cond.wait(lock, [this] { return stopped_ || items.size() <= resume_size(); });
-        if (stopped_)
-            throw ringbuffer_stopped();
-        items.push_back(std::move(value));
-        count.store(items.size(), std::memory_order_relaxed);
-        update_levels();
-        lock.unlock();
-        data_cond.notify_one();
+            space_cond.wait(lock, [this] { return space_or_stopped(); });
+        put(lock, std::move(value));
+    }
+
+    /**
+     * Push, waiting at most @a timeout for space; returns false on timeout
+     * (@a value is left untouched). Throws ringbuffer_stopped if stopped.
+     */
+    template <typename Rep, typename Period>
+    bool push_for(T &&value, const std::chrono::duration<Rep, Period> &timeout)
+    {
+        std::unique_lock<std::mutex> lock(mutex);
+        if (!stopped_ && !has_space() && !space_cond.wait_for(lock, timeout, [this] { return space_or_stopped(); }))
+            return false;
+        put(lock, std::move(value));
+        return true;
     }
 
     /// Pop without blocking; throws ringbuffer_empty or ringbuffer_stopped.
     T try_pop()
     {
-        bool wake;
         std::unique_lock<std::mutex> lock(mutex);
-        if (items.empty())
-        {
-            if (stopped_)
-                throw ringbuffer_stopped();
+        if (items.empty() && !stopped_)
             throw ringbuffer_empty();
-        }
-        T value = pop_locked(wake);
-        lock.unlock();
-        if (wake)
-            space_cond.notify_one();
-        return value;
+        return take(lock);
     }
 
     /**
@@ -278,19 +269,10 @@ public:
      */
     std::optional<T> try_pop_optional()
     {
-        bool wake;
         std::unique_lock<std::mutex> lock(mutex);
-        if (items.empty())
-        {
-            if (stopped_)
-                throw ringbuffer_stopped();
+        if (items.empty() && !stopped_)
             return std::nullopt;
-        }
-        std::optional<T> value(pop_locked(wake));
-        lock.unlock();
-        if (wake)
-            space_cond.notify_one();
-        return value;
+        return take(lock);
     }
 
     /**
@@ -304,35 +286,7 @@ public:
         spin_for_data(lock);
         if (!data_cond.wait_for(lock, timeout, [this] { return stopped_ || !items.empty(); }))
             return std::nullopt;
-        if (items.empty())
-            throw ringbuffer_stopped();
-        bool wake;
-        std::optional<T> value(pop_locked(wake));
-        lock.unlock();
-        if (wake)
-            space_cond.notify_one();
-        return value;
-    }
-
-    /**
-     * Push, waiting at most @a timeout for space; returns false on timeout
-     * (@a value is left untouched). Throws ringbuffer_stopped if stopped.
-     */
-    template <typename Rep, typename Period>
-    bool push_for(T &&value, const std::chrono::duration<Rep, Period> &timeout)
-    {
-        std::unique_lock<std::mutex> lock(mutex);
-        if (!stopped_ && !has_space()
-            && !space_cond.wait_for(lock, timeout, [this] { return stopped_ || items.size() <= resume_size(); }))
-            return false;
-        if (stopped_)
-            throw ringbuffer_stopped();
-        items.push_back(std::move(value));
-        count.store(items.size(), std::memory_order_relaxed);
-        update_levels();
-        lock.unlock();
-        data_cond.notify_one();
-        return true;
+        return take(lock);
     }
 
     /// Pop, waiting for data; throws ringbuffer_stopped once stopped and empty.
@@ -341,14 +295,7 @@ public:
         std::unique_lock<std::mutex> lock(mutex);
         spin_for_data(lock);
         data_cond.wait(lock, [this] { return stopped_ || !items.empty(); });
-        if (items.empty())
-            throw ringbuffer_stopped();
-        bool wake;
-        T value = pop_locked(wake);
-        lock.unlock();
-        if (wake)
-            space_cond.notify_one();
-        return value;
+        return take(lock);
     }
 
     /**
@@ -401,14 +348,35 @@ public:
     }
 
 private:
-    /// Pop the front item; returns whether a blocked producer should be woken.
-    T pop_locked(bool &wake_producer)
+    /// A blocked producer may go on (hysteresis: see resume_size), or the ring stopped.
+    bool space_or_stopped() const { return stopped_ || items.size() <= resume_size(); }
+
+    /// Append @a value (space checked by the caller) and wake a consumer; throws ringbuffer_stopped.
+    void put(std::unique_lock<std::mutex> &lock, T &&value)
     {
+        if (stopped_)
+            throw ringbuffer_stopped();
+        items.push_back(std::move(value));
+        count.store(items.size(), std::memory_order_relaxed);
+        update_levels();
+        // Notify after unlocking, so the woken consumer does not block on the mutex.
+        lock.unlock();
+        data_cond.notify_one();
+    }
+
+    /// Remove the front item and wake a producer if it may go on; throws ringbuffer_stopped if empty.
+    T take(std::unique_lock<std::mutex> &lock)
+    {
+        if (items.empty())
+            throw ringbuffer_stopped();
         T value = std::move(items.front());
         items.pop_front();
         count.store(items.size(), std::memory_order_relaxed);
         update_levels();
-        wake_producer = items.size() <= resume_size();
+        const bool wake = items.size() <= resume_size();
+        lock.unlock();
+        if (wake)
+            space_cond.notify_one();
         return value;
     }
 };
