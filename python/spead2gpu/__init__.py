@@ -49,12 +49,6 @@ from ._spead2 import (  # noqa: F401
 from ._codec import _FASTPATH_IMMEDIATE, _FASTPATH_NONE, _FASTPATH_NUMPY  # noqa: F401
 from ._items import _UNRESERVED_ID, Descriptor, Item, ItemGroup  # noqa: F401
 
-# The item classes are documented, pickled and shown (repr) as members of
-# this package, as before they moved to a private module.
-for _cls in (Descriptor, Item, ItemGroup):
-    _cls.__module__ = __name__
-del _cls
-
 
 def _export_optional(namespace, module, names):
     """Copy the attributes of *module* listed in *names* that exist into *namespace*."""

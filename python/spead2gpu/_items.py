@@ -65,6 +65,8 @@ class Descriptor:
         if the combination of parameters is invalid
     """
 
+    __module__ = "spead2gpu"  # public as spead2gpu.Descriptor
+
     def __init__(self, id, name, description, shape, dtype=None, order="C", format=None):
         shape = tuple(shape)
         unknowns = sum(1 for size in shape if size is None)
@@ -286,6 +288,8 @@ class Item(Descriptor):
     the value is assigned; senders use it to decide which items have changed.
     """
 
+    __module__ = "spead2gpu"  # public as spead2gpu.Item
+
     def __init__(self, *args, value=None, **kwargs):
         super().__init__(*args, **kwargs)
         self._value = value
@@ -471,6 +475,8 @@ class ItemGroup:
     On the receive side, :meth:`update` applies received heaps. On the send
     side, see :class:`spead2gpu.send.ItemGroup`.
     """
+
+    __module__ = "spead2gpu"  # public as spead2gpu.ItemGroup
 
     def __init__(self):
         self._by_id = {}
