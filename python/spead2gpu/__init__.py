@@ -11,6 +11,8 @@ neither is imported automatically.
 """
 
 from . import _spead2
+from ._codec import _FASTPATH_IMMEDIATE, _FASTPATH_NONE, _FASTPATH_NUMPY  # noqa: F401
+from ._items import _UNRESERVED_ID, Descriptor, Item, ItemGroup  # noqa: F401
 from ._spead2 import (  # noqa: F401
     BUG_COMPAT_DESCRIPTOR_WIDTHS,
     BUG_COMPAT_PYSPEAD_0_5_2,
@@ -46,8 +48,6 @@ from ._spead2 import (  # noqa: F401
     Stopped,
     ThreadPool,
 )
-from ._codec import _FASTPATH_IMMEDIATE, _FASTPATH_NONE, _FASTPATH_NUMPY  # noqa: F401
-from ._items import _UNRESERVED_ID, Descriptor, Item, ItemGroup  # noqa: F401
 
 
 def _export_optional(namespace, module, names):

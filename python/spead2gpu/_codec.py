@@ -59,7 +59,7 @@ def _field_dtype(code, length):
     elif code == "c":
         if length == 8:
             return _np.dtype("S1")
-    raise ValueError("illegal format ({}, {})".format(code, length))
+    raise ValueError(f"illegal format ({code}, {length})")
 
 
 def _encode_field(code, length, value):
@@ -77,13 +77,13 @@ def _encode_field(code, length, value):
     if code == "u":
         v = int(value)
         if v < 0 or v >= (1 << length):
-            raise ValueError("{} is out of range for u{}".format(v, length))
+            raise ValueError(f"{v} is out of range for u{length}")
         return v
     if code == "i":
         v = int(value)
         half = 1 << (length - 1)
         if v < -half or v >= half:
-            raise ValueError("{} is out of range for i{}".format(v, length))
+            raise ValueError(f"{v} is out of range for i{length}")
         return v & ((1 << length) - 1)
     if code == "b":
         return 1 if value else 0
@@ -145,7 +145,7 @@ def _pack_single_vectorised(code, length, values):
         bad = None
     if bad is not None and bad.any():
         raise ValueError(
-            "{} is out of range for {}{}".format(ints[int(_np.argmax(bad))], code, length)
+            f"{ints[int(_np.argmax(bad))]} is out of range for {code}{length}"
         )
     shifts = _np.arange(length - 1, -1, -1, dtype=_np.uint64)
     out = bytearray()

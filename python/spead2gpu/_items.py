@@ -162,24 +162,24 @@ class Descriptor:
         try:
             d = ast.literal_eval(header)
         except SyntaxError as e:
-            raise ValueError("Cannot parse descriptor: {!r}\nException: {!r}".format(header, e))
+            raise ValueError(f"Cannot parse descriptor: {header!r}\nException: {e!r}") from e
         if not isinstance(d, dict):
-            raise ValueError("Descriptor is not a dictionary: {!r}".format(d))
+            raise ValueError(f"Descriptor is not a dictionary: {d!r}")
         keys = sorted(d.keys())
         if keys != ["descr", "fortran_order", "shape"]:
-            raise ValueError("Descriptor does not contain the correct keys: {!r}".format(keys))
+            raise ValueError(f"Descriptor does not contain the correct keys: {keys!r}")
         shape = d["shape"]
         if not isinstance(shape, tuple) or not all(
             isinstance(x, _numbers.Integral) and x >= 0 for x in shape
         ):
-            raise ValueError("shape is not valid: {!r}".format(shape))
+            raise ValueError(f"shape is not valid: {shape!r}")
         fortran_order = d["fortran_order"]
         if not isinstance(fortran_order, bool):
-            raise ValueError("fortran_order is not a valid bool: {!r}".format(fortran_order))
+            raise ValueError(f"fortran_order is not a valid bool: {fortran_order!r}")
         try:
             dtype = _np.dtype(d["descr"])
-        except TypeError:
-            raise ValueError("descr is not a valid dtype descriptor: {!r}".format(d["descr"]))
+        except TypeError as e:
+            raise ValueError("descr is not a valid dtype descriptor: {!r}".format(d["descr"])) from e
         order = "F" if fortran_order else "C"
         return shape, order, dtype
 
@@ -355,9 +355,7 @@ class Item(Descriptor):
         elements = _shape_elements(shape)
         if elements > max_elements:
             raise ValueError(
-                "Item {} has too few elements for shape ({} < {})".format(
-                    self.name, max_elements, elements
-                )
+                f"Item {self.name} has too few elements for shape ({max_elements} < {elements})"
             )
         size_bytes = (elements * bits + 7) // 8
         if raw_item.is_immediate:
@@ -397,7 +395,7 @@ class Item(Descriptor):
     def _numpy_buffer(self, value):
         array = _np.asarray(value, dtype=self._internal_dtype, order=self.order)
         if not self.compatible_shape(array.shape):
-            raise ValueError("Value has shape {}, expected {}".format(array.shape, self.shape))
+            raise ValueError(f"Value has shape {array.shape}, expected {self.shape}")
         if self.order == "F":
             # Sending the transpose of a Fortran-order array needs no copy
             array = array.T
@@ -406,7 +404,7 @@ class Item(Descriptor):
     def _immediate_buffer(self, value):
         array = _np.asarray(value, dtype=">u8")
         if array.shape != ():
-            raise ValueError("Value has shape {}, expected {}".format(array.shape, self.shape))
+            raise ValueError(f"Value has shape {array.shape}, expected {self.shape}")
         # Reference the low-order bytes, so that in-place updates of a
         # ``>u8`` array value are visible without rebuilding the heap
         return array.reshape(1).view(_np.uint8)[8 - self.itemsize_bits // 8 :]
@@ -414,7 +412,7 @@ class Item(Descriptor):
     def _bits_buffer(self, value):
         array = _np.array(value, dtype=self._internal_dtype)
         if not self.compatible_shape(array.shape):
-            raise ValueError("Value has shape {}, expected {}".format(array.shape, self.shape))
+            raise ValueError(f"Value has shape {array.shape}, expected {self.shape}")
         elements = array.reshape(-1).tolist()
         fields = self.format
         if len(fields) == 1:
