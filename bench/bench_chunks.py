@@ -293,7 +293,7 @@ def main(argv=None):
 
     results = {}
     for transport in transports:
-        for label, mod, place, items in variants:   # warm-up
+        for _label, mod, place, items in variants:   # warm-up
             measure(mod, place, items, transport, data, packets, n_heaps)
         for _ in range(repeat):
             for label, mod, place, items in variants:
@@ -302,7 +302,7 @@ def main(argv=None):
 
     group_results = {}
     if do_group:
-        for label, mod, place, items in variants:   # warm-up
+        for _label, mod, place, items in variants:   # warm-up
             measure_group(mod, place, items, member_data, n_heaps)
         for _ in range(repeat):
             for label, mod, place, items in variants:

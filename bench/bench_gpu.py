@@ -121,7 +121,7 @@ def bench_spead2gpu_ingest(buffers, n_streams, heap_size, tpc, max_chunks, n_dev
     group = gpu.ChunkStreamGroup(recv.ChunkStreamGroupConfig(max_chunks=max_chunks), layout=layout,
                                  kind="device", n_device_chunks=n_device,
                                  n_chunks=max_chunks + 4, array_module="buffer")
-    for f in range(n_streams):
+    for _ in range(n_streams):
         group.emplace_back(spead2gpu.ThreadPool(), recv.StreamConfig(max_heaps=4),
                            recv.ChunkStreamConfig(place=layout, max_chunks=max_chunks))
     consumer = gpu._gpu._Stream(0)
@@ -172,7 +172,7 @@ def bench_spead2_cupy_ingest(buffers, n_streams, heap_size, tpc, max_chunks, n_d
     data_ring, free_ring = spead2.recv.ChunkRingbuffer(n_free), spead2.recv.ChunkRingbuffer(n_free)
     group = spead2.recv.ChunkStreamRingGroup(spead2.recv.ChunkStreamGroupConfig(max_chunks=max_chunks),
                                              data_ring, free_ring)
-    for f in range(n_streams):
+    for _ in range(n_streams):
         group.emplace_back(spead2.ThreadPool(), spead2.recv.StreamConfig(max_heaps=4),
                            spead2.recv.ChunkStreamConfig(
                                items=[spead2.HEAP_LENGTH_ID, TS_ID, FENG_ID],

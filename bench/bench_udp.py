@@ -190,7 +190,8 @@ def ratio(a, b):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--heap-size", type=int, default=256 * 1024)
     parser.add_argument("--packet", type=int, default=8192 + 64)
     parser.add_argument("--duration", type=float, default=1.0, help="seconds per probe (>= 1 for the report)")

@@ -165,7 +165,7 @@ def parse_packet(data, offset=0):
     hab = addr_w * 8
     if offset + 8 + 8 * n_items > len(data):
         return None
-    ptrs = list(struct.unpack_from(">%dQ" % n_items, data, offset + 8))
+    ptrs = list(struct.unpack_from(f">{n_items}Q", data, offset + 8))
     mask = (1 << hab) - 1
     plen = None
     for p in ptrs:

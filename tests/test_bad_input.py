@@ -8,9 +8,25 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import spead2gpu
-from conftest import (ALIASED_TO_REFERENCE, IMMEDIATE, addr, heap_packet, heap_packets, heap_summary, imm, outcome,
-                      packet, parse_packet, receive, receive_summary, reference,
-                      run_with_timeout, spead2gpu_only, stats_dict, stop_packet)
+from conftest import (
+    ALIASED_TO_REFERENCE,
+    IMMEDIATE,
+    addr,
+    heap_packet,
+    heap_packets,
+    heap_summary,
+    imm,
+    outcome,
+    packet,
+    parse_packet,
+    receive,
+    receive_summary,
+    reference,
+    run_with_timeout,
+    spead2gpu_only,
+    stats_dict,
+    stop_packet,
+)
 
 P = bytes(range(200))
 RING = dict(contiguous_only=False, incomplete_keep_payload_ranges=True)

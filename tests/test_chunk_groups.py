@@ -14,8 +14,7 @@ import pytest
 import spead2gpu
 import spead2gpu.recv
 from conftest import reference, run_with_timeout, stop_packet
-from test_chunks import (HPC, HS, ITEMS, PKT, SENTINEL, _compile, check_chunk_contents, heaps,
-                         snapshot)
+from test_chunks import HPC, HS, ITEMS, PKT, SENTINEL, _compile, check_chunk_contents, heaps, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +134,7 @@ def test_group_udp_lossless(cb):
 def test_group_with_builtin_layout():
     """Each member receives one digitiser; the built-in layout interleaves
     them in the shared chunks without numba."""
-    from conftest import heap_packet, imm, addr
+    from conftest import addr, heap_packet, imm
     layout = spead2gpu.recv.ChunkLayout(heap_size=HS, timestamp_id=0x1600, timestamp_step=HS,
                                         timestamps_per_chunk=2, axes=["time", (0x3101, 2)])
     group, data_ring = make_group(spead2gpu, layout)

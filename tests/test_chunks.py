@@ -37,9 +37,19 @@ import pytest
 import spead2gpu
 import spead2gpu.recv
 import spead2gpu.recv.asyncio
-from conftest import (ALIASED_TO_REFERENCE, DETERMINISTIC_STATS, addr, heap_packet, imm,
-                      outcome, reference, run_with_timeout, spead2gpu_only, split_packets,
-                      stop_packet)
+from conftest import (
+    ALIASED_TO_REFERENCE,
+    DETERMINISTIC_STATS,
+    addr,
+    heap_packet,
+    imm,
+    outcome,
+    reference,
+    run_with_timeout,
+    spead2gpu_only,
+    split_packets,
+    stop_packet,
+)
 
 # ---------------------------------------------------------------------------
 # Constants of the generic workload
@@ -136,14 +146,12 @@ LAYOUT_STATS = ("spead2gpu.layout_wrong_size_heaps", "spead2gpu.layout_misaligne
                 "spead2gpu.layout_out_of_range_heaps", "spead2gpu.layout_missing_item_heaps")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compile():
     numba = pytest.importorskip("numba")
     scipy = pytest.importorskip("scipy")
     from numba import types
 
-    import spead2gpu.numba
-    import spead2gpu.recv.numba
     from spead2gpu.numba import intp_to_voidptr
     from spead2gpu.recv.numba import chunk_place_data
 
@@ -1736,9 +1744,9 @@ def test_layout_needs_no_numba():
         "s.stop()\n"
         "assert 'numba' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
         "print('ok')\n")
+    import os
     import subprocess
     import sys
-    import os
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,

@@ -544,7 +544,7 @@ def test_chunk_stream_group(variant):
     gcfg = recv.ChunkStreamGroupConfig(max_chunks=2,
                                        eviction_mode=recv.ChunkStreamGroupConfig.EvictionMode.LOSSLESS)
     group = gpu.ChunkStreamGroup(gcfg, layout=lay, **kw)
-    for f in range(NF):
+    for _ in range(NF):
         group.emplace_back(spead2gpu.ThreadPool(), recv.StreamConfig(max_heaps=4),
                            recv.ChunkStreamConfig(place=lay, max_chunks=2))
     assert len(group) == NF and len(group[:]) == NF
@@ -558,7 +558,7 @@ def test_chunk_stream_group(variant):
 
     data_ring, free_ring = recv.ChunkRingbuffer(8), recv.ChunkRingbuffer(8)
     plain = recv.ChunkStreamRingGroup(gcfg, data_ring, free_ring)
-    for f in range(NF):
+    for _ in range(NF):
         plain.emplace_back(spead2gpu.ThreadPool(), recv.StreamConfig(max_heaps=4),
                            recv.ChunkStreamConfig(place=lay, max_chunks=2))
     for _ in range(8):

@@ -10,8 +10,17 @@ import pytest
 from hypothesis import given, settings
 
 import spead2gpu
-from conftest import (assert_item_groups_equal, build_and_send, describe_value, heap_summary,
-                      item_group_snapshot, reference, send_bytes, send_cases, values_equal)
+from conftest import (
+    assert_item_groups_equal,
+    build_and_send,
+    describe_value,
+    heap_summary,
+    item_group_snapshot,
+    reference,
+    send_bytes,
+    send_cases,
+    values_equal,
+)
 
 
 def receive_into_item_group(mod, data, bug_compat=0, via="buffer"):

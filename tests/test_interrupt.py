@@ -56,7 +56,7 @@ SETUP = {
 
 
 def child_source(name):
-    return textwrap.dedent(f"""
+    return textwrap.dedent("""
         import sys, time
         import spead2gpu as spead2
         import spead2gpu.recv

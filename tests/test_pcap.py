@@ -29,7 +29,7 @@ import spead2gpu.recv
 from conftest import ALIASED_TO_REFERENCE, heap_summary, run_with_timeout, spead2gpu_only
 
 spead2 = pytest.importorskip("spead2")
-import spead2.recv  # noqa: E402
+import spead2.recv  # noqa: E402, F811 (binds spead2 again; loads the submodule that mod.recv needs)
 import spead2.send  # noqa: E402
 
 MALFORMED = "spead2gpu.malformed_packets"
@@ -74,7 +74,7 @@ def sender_packets(n_heaps=6, size=3000, first_cnt=1, mps=1472, seed=0, end=Fals
 def _csum(data):
     if len(data) % 2:
         data += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
     return (~s) & 0xFFFF

@@ -13,8 +13,19 @@ import numpy as np
 import pytest
 
 import spead2gpu
-from conftest import (DETERMINISTIC_STATS, addr, heap_packet, heap_packets, imm, receive,
-                      receive_summary, reference, run_with_timeout, stats_dict, stop_packet)
+from conftest import (
+    DETERMINISTIC_STATS,
+    addr,
+    heap_packet,
+    heap_packets,
+    imm,
+    receive,
+    receive_summary,
+    reference,
+    run_with_timeout,
+    stats_dict,
+    stop_packet,
+)
 
 P = bytes(range(256)) * 4  # 1 KiB payload
 NC = dict(contiguous_only=False)

@@ -1,9 +1,9 @@
 from collections.abc import ItemsView, KeysView, Sequence, ValuesView
-from typing import Any, Final, Literal, overload
+from typing import Any, Final, Literal, TypeAlias, overload
 
 import numpy as np
 import numpy.typing as npt
-from typing_extensions import Buffer, TypeAlias
+from typing_extensions import Buffer
 
 import spead2gpu.recv
 

@@ -6,7 +6,6 @@ from typing import Any, ClassVar, overload
 from typing_extensions import Buffer, Self
 
 import spead2gpu
-from spead2gpu import _EndpointList
 
 from . import stream_stat_indices as stream_stat_indices
 

@@ -1,9 +1,7 @@
 import enum
 import socket
 from collections.abc import Iterator, Sequence
-from typing import ClassVar, Literal, overload
-
-from typing_extensions import Buffer, TypeAlias
+from typing import ClassVar, Literal, TypeAlias, overload
 
 import spead2gpu
 from spead2gpu import _EndpointList
