@@ -1,4 +1,4 @@
-"""Chunk streams (receive-semantics.md §2-3, python-api.md §2, §3, §6).
+"""Chunk streams (placement, windows, rings, shared rings, asyncio, layouts) against spead2 4.5.1.
 
 Most tests run the same workload through spead2 (the reference, 4.5.1) and
 spead2gpu: the **same** numba placement callback (compiled once, passed to

@@ -1,4 +1,4 @@
-"""Receive semantics (spec receive-semantics.md) on hand-built packets.
+"""Receive semantics (reassembly, eviction, stop/start items, raw items, stats) on hand-built packets.
 
 Tests taking the ``impl`` fixture run against both spead2gpu and spead2 with
 hard-coded expectations; the scenario table is additionally compared

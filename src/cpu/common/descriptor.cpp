@@ -1,6 +1,6 @@
 /**
  * @file descriptor.cpp
- * Encoding and decoding of item descriptors (wire-format.md §5).
+ * Encoding and decoding of item descriptors (docs/wire-format.md §5).
  */
 #include "common/descriptor.h"
 #include <algorithm>

@@ -30,7 +30,7 @@ struct descriptor
 
 /**
  * Encode @a d as the value of a DESCRIPTOR item: a complete one-packet heap
- * in flavour @a f (wire-format.md §5).
+ * in flavour @a f (docs/wire-format.md §5).
  */
 std::string encode_descriptor(const descriptor &d, const flavour &f);
 

@@ -1,6 +1,6 @@
 /**
  * @file send_packet.cpp
- * Packetisation of send heaps (wire-format.md §4).
+ * Packetisation of send heaps (docs/wire-format.md §4).
  */
 #include "send/heap/packet_generator.h"
 #include <algorithm>

@@ -1,6 +1,6 @@
 /**
  * @file send_packet.h
- * Splitting a send heap into packets (wire-format.md §4), as
+ * Splitting a send heap into packets (docs/wire-format.md §4), as
  * scatter/gather lists that point into item memory.
  */
 #pragma once
