@@ -34,16 +34,6 @@ int socket_error(int fd)
 } // namespace
 
 /// Waits for the socket to become writable (connect finished, or buffer space).
-class tcp_writer::watch : public fd_watch
-{
-    tcp_writer &owner;
-
-public:
-    watch(tcp_writer &owner) : fd_watch(owner.get_thread_pool(), owner.sock.get(), true), owner(owner) {}
-
-protected:
-    void on_ready() override { owner.on_ready(); }
-};
 
 tcp_writer::tcp_writer(const socket_address &endpoint, std::size_t buffer_size,
                        const socket_address *interface_address, bool async)
@@ -88,20 +78,18 @@ tcp_writer::tcp_writer(int fd) : iovs(iov_max)
 
 tcp_writer::~tcp_writer()
 {
-    if (wait)
-        wait->unwatch();
+    stop_waiting();
 }
 
 void tcp_writer::start_connect(connect_handler handler)
 {
     on_connect = std::move(handler);
-    wait = std::make_unique<watch>(*this);
     if (::connect(sock.get(), peer.get(), peer.length) != 0 && errno != EINPROGRESS)
         connect_error = std::error_code(errno, std::generic_category());
     // Whether the connect finished, failed or is in progress, the socket
     // reports writability (or an error/hang-up) once it is settled, so the
     // handler always runs on a worker thread.
-    wait->arm();
+    arm_writable();
 }
 
 void tcp_writer::connect_done(const std::error_code &ec)
@@ -131,7 +119,7 @@ void tcp_writer::connect_done(const std::error_code &ec)
     }
 }
 
-void tcp_writer::on_ready()
+void tcp_writer::on_writable()
 {
     bool connecting;
     {
@@ -194,17 +182,8 @@ bool tcp_writer::send_pending()
                 continue;
             if (err == EAGAIN || err == EWOULDBLOCK)
             {
-                try
-                {
-                    if (!wait)
-                        wait = std::make_unique<watch>(*this);
-                    wait->arm();
-                    return false;   // on_ready resumes
-                }
-                catch (std::exception &e)
-                {
-                    log_warning(std::string("TCP writer cannot wait for the socket: ") + e.what());
-                }
+                if (wait_writable("TCP writer"))
+                    return false;   // on_writable resumes
             }
             fail_rest(std::error_code(err, std::generic_category()));
             return true;

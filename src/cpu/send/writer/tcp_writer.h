@@ -12,7 +12,7 @@
 #include <system_error>
 #include <vector>
 #include <sys/uio.h>
-#include "send/writer/writer.h"
+#include "send/writer/socket_writer.h"
 #include "common/socket_util.h"
 
 namespace spead2gpu
@@ -38,7 +38,7 @@ namespace send
  *   for it (and fail with the connection error if it fails);
  * - an existing socket (duplicated; its options are left alone).
  */
-class tcp_writer : public writer
+class tcp_writer : public socket_writer
 {
 public:
     /// Default SO_SNDBUF request in bytes.
@@ -77,10 +77,8 @@ public:
     bool write_packets(transmit_packet *packets, std::size_t n) override;
 
     /// The socket's file descriptor (owned by the writer).
-    int native_handle() const { return sock.get(); }
 
 private:
-    class watch;
     enum class state_t
     {
         connecting,   ///< asynchronous connect not finished
@@ -88,7 +86,6 @@ private:
         failed        ///< asynchronous connect failed
     };
 
-    socket_fd sock;
     socket_address peer;
     std::mutex mutex;               ///< protects state and the deferred batch
     state_t state = state_t::connected;
@@ -103,13 +100,11 @@ private:
     std::size_t cur_offset = 0;     ///< bytes of it already written
     std::vector<iovec> iovs;
 
-    std::unique_ptr<watch> wait;
-
     /// Send what remains of the batch; false if waiting for writability.
     bool send_pending();
     void fail_rest(const std::error_code &ec);
     void connect_done(const std::error_code &ec);
-    void on_ready();
+    void on_writable() override;
 };
 
 } // namespace send

@@ -53,16 +53,6 @@ std::size_t iov_count(const transmit_packet &pkt)
 } // namespace
 
 /// Waits for the socket to become writable and resumes the batch.
-class udp_writer::watch : public fd_watch
-{
-    udp_writer &owner;
-
-public:
-    watch(udp_writer &owner) : fd_watch(owner.get_thread_pool(), owner.sock.get(), true), owner(owner) {}
-
-protected:
-    void on_ready() override { owner.on_writable(); }
-};
 
 /* ---------------------------------------------------------- construction */
 
@@ -171,8 +161,7 @@ udp_writer::udp_writer(int fd, const std::vector<socket_address> &endpoints)
 
 udp_writer::~udp_writer()
 {
-    if (wait)
-        wait->unwatch();
+    stop_waiting();
 }
 
 /* ---------------------------------------------------------------- sending */
@@ -294,21 +283,12 @@ bool udp_writer::send_pending()
             continue;
         if (err == EAGAIN || err == EWOULDBLOCK)
         {
-            try
-            {
-                if (!wait)
-                    wait = std::make_unique<watch>(*this);
-                wait->arm();
+            if (wait_writable("UDP writer"))
                 return false;   // on_writable resumes
-            }
-            catch (std::exception &e)
-            {
-                log_warning(std::string("UDP writer cannot wait for the socket: ") + e.what());
-                for (std::size_t m = cur_msg; m < n_msgs; m++)
-                    fail_message(m, err);
-                cur_msg = n_msgs;
-                return true;
-            }
+            for (std::size_t m = cur_msg; m < n_msgs; m++)
+                fail_message(m, err);
+            cur_msg = n_msgs;
+            return true;
         }
         if (info[cur_msg].gso && (err == EINVAL || err == EIO || err == EMSGSIZE))
         {

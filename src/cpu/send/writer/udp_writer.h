@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <vector>
-#include "send/writer/writer.h"
+#include "send/writer/socket_writer.h"
 #include "common/socket_util.h"
 
 namespace spead2gpu
@@ -46,7 +46,7 @@ namespace send
  * std::out_of_range (TTL outside 0..255) or std::runtime_error (socket
  * option or bind failure, message "set_option: …" / "bind: …").
  */
-class udp_writer : public writer
+class udp_writer : public socket_writer
 {
 public:
     /// Default SO_SNDBUF request in bytes.
@@ -102,12 +102,10 @@ public:
     bool write_packets(transmit_packet *packets, std::size_t n) override;
 
     /// The socket's file descriptor (owned by the writer).
-    int native_handle() const { return sock.get(); }
     /// Whether GSO is currently used.
     bool gso_enabled() const { return gso; }
 
 private:
-    class watch;
     /// Per-message bookkeeping: the packets it carries.
     struct message_info
     {
@@ -122,7 +120,6 @@ private:
         char buf[CMSG_SPACE(sizeof(std::uint16_t))];
     };
 
-    socket_fd sock;
     std::vector<socket_address> endpoints;
     bool gso = false;
 
@@ -137,8 +134,6 @@ private:
     std::size_t n_msgs = 0;
     std::size_t cur_msg = 0;
 
-    std::unique_ptr<watch> wait;
-
     void init_socket(int family, std::size_t buffer_size);
     void check_family(int family) const;
     void detect_gso();
@@ -147,7 +142,7 @@ private:
     /// Send what remains of the batch; false if waiting for writability.
     bool send_pending();
     void fail_message(std::size_t m, int err);
-    void on_writable();
+    void on_writable() override;
 };
 
 } // namespace send
