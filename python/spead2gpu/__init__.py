@@ -12,6 +12,7 @@ neither is imported automatically.
 
 from . import _spead2
 from ._codec import _FASTPATH_IMMEDIATE, _FASTPATH_NONE, _FASTPATH_NUMPY  # noqa: F401
+from ._export import export_compiled as _export_compiled
 from ._items import _UNRESERVED_ID, Descriptor, Item, ItemGroup  # noqa: F401
 from ._spead2 import (  # noqa: F401
     BUG_COMPAT_DESCRIPTOR_WIDTHS,
@@ -49,17 +50,9 @@ from ._spead2 import (  # noqa: F401
     ThreadPool,
 )
 
-
-def _export_optional(namespace, module, names):
-    """Copy the attributes of *module* listed in *names* that exist into *namespace*."""
-    for _name in names:
-        if hasattr(module, _name):
-            namespace[_name] = getattr(module, _name)
-
-
 # Only present when the extension is built with ibverbs support (never in the
 # reference 4.5.1 build); code probes it with ``hasattr(spead2, "IbvContext")``.
-_export_optional(globals(), _spead2, ["IbvContext"])
+_export_compiled(globals(), _spead2, ["IbvContext"])
 
 try:
     from importlib.metadata import version as _dist_version

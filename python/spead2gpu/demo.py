@@ -256,13 +256,8 @@ def run_heaps(args, out=sys.stdout) -> int:
             corrupt += 1
             continue
         seen.add(index)
-    elapsed = time.perf_counter() - t_start
-    sender.join(timeout=60)
-    stream.stop()
-    stats = stream.stats
-
-    lost = report_outcome(args, out, say, sender, len(seen), elapsed, incomplete=incomplete,
-                          corrupt=corrupt, duplicate=duplicate, unexpected=unexpected)
+    lost, stats = finish(args, out, say, sender, stream, t_start, len(seen), incomplete=incomplete,
+                         corrupt=corrupt, duplicate=duplicate, unexpected=unexpected)
     say(f"receiver stats : heaps={stats['heaps']} packets={stats['packets']} "
         f"incomplete_heaps_evicted={stats['incomplete_heaps_evicted']} "
         f"incomplete_heaps_flushed={stats['incomplete_heaps_flushed']} "
@@ -279,6 +274,15 @@ def run_heaps(args, out=sys.stdout) -> int:
         ok = False
     print("OK: every heap arrived intact" if ok else "FAILED: data lost or wrong", file=out)
     return 0 if ok else 1
+
+
+def finish(args, out, say, sender, stream, t_start, received, **counts):
+    """End a run (sender joined, stream stopped) and report it; returns the
+    number of heaps lost and the stream's statistics."""
+    elapsed = time.perf_counter() - t_start
+    sender.join(timeout=60)
+    stream.stop()
+    return report_outcome(args, out, say, sender, received, elapsed, **counts), stream.stats
 
 
 def report_outcome(args, out, say, sender, received, elapsed, *, incomplete=0, corrupt=0,
@@ -368,13 +372,8 @@ def run_chunks(args, kind, note, out=sys.stdout) -> int:
                 corrupt += 1
                 continue
             seen.add(index)
-    elapsed = time.perf_counter() - t_start
-    sender.join(timeout=60)
-    stream.stop()
-    stats = stream.stats
-
-    lost = report_outcome(args, out, say, sender, len(seen), elapsed, corrupt=corrupt,
-                          unexpected=unexpected)
+    lost, stats = finish(args, out, say, sender, stream, t_start, len(seen), corrupt=corrupt,
+                         unexpected=unexpected)
     pstats = stream.pipeline_stats
     say(f"receiver stats : heaps={stats['heaps']} packets={stats['packets']} "
         f"too_old_heaps={stats['too_old_heaps']} "

@@ -131,24 +131,28 @@ def unpack_cint8(src: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return o
 
 
+def _signed_samples(samples, bits: int, group: int, how_many: str) -> np.ndarray:
+    """*samples* as int64, checked: a whole number of *group* samples along the
+    last axis, each a *bits*-bit two's complement value."""
+    s = np.asarray(samples, dtype=np.int64)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if s.shape[-1] % group:
+        raise ValueError(f"int{bits} needs {how_many} samples along the last axis")
+    if s.size and (s.min() < lo or s.max() > hi):
+        raise ValueError(f"int{bits} samples must be in [{lo}, {hi}]")
+    return s
+
+
 def pack_int4(samples) -> np.ndarray:
     """Inverse of :func:`unpack_int4`: integers in [-8, 7] (even count along the last axis) to bytes."""
-    s = np.asarray(samples, dtype=np.int64)
-    if s.shape[-1] % 2:
-        raise ValueError("int4 needs an even number of samples along the last axis")
-    if s.size and (s.min() < -8 or s.max() > 7):
-        raise ValueError("int4 samples must be in [-8, 7]")
+    s = _signed_samples(samples, 4, 2, "an even number of")
     u = (s & 0xF).astype(np.uint8)
     return ((u[..., 0::2] << 4) | u[..., 1::2]).astype(np.uint8)
 
 
 def pack_int10(samples) -> np.ndarray:
     """Inverse of :func:`unpack_int10`: integers in [-512, 511] (count a multiple of 4) to bytes."""
-    s = np.asarray(samples, dtype=np.int64)
-    if s.shape[-1] % 4:
-        raise ValueError("int10 needs a multiple of 4 samples along the last axis")
-    if s.size and (s.min() < -512 or s.max() > 511):
-        raise ValueError("int10 samples must be in [-512, 511]")
+    s = _signed_samples(samples, 10, 4, "a multiple of 4")
     u = (s & 0x3FF).astype(np.uint64).reshape(s.shape[:-1] + (-1, 4))
     v = (u[..., 0] << 30) | (u[..., 1] << 20) | (u[..., 2] << 10) | u[..., 3]
     out = np.empty(v.shape + (5,), np.uint8)

@@ -13,6 +13,7 @@ the extension provides it. Asynchronous receive is in
 import collections.abc as _abc
 import sys as _sys
 
+from spead2gpu._export import export_compiled as _export_compiled
 from spead2gpu._spead2 import recv as _recv
 
 #: Names re-exported from the compiled module when it defines them.
@@ -38,14 +39,8 @@ _COMPILED_NAMES = [
     "ChunkStreamGroupMember",
 ]
 
-for _name in _COMPILED_NAMES:
-    if hasattr(_recv, _name):
-        globals()[_name] = getattr(_recv, _name)
-# Anything else public that the extension adds
-for _name in dir(_recv):
-    if not _name.startswith("_") and _name not in globals() and _name != "ChunkStreamRingGroup":
-        globals()[_name] = getattr(_recv, _name)
-del _name
+# Anything else public that the extension adds, too (the group is wrapped below).
+_export_compiled(globals(), _recv, _COMPILED_NAMES, also=lambda name: name != "ChunkStreamRingGroup")
 
 #: Indices of the core statistics in :class:`StreamStats`.
 stream_stat_indices = _recv.stream_stat_indices

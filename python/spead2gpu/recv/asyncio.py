@@ -103,7 +103,20 @@ async def _fast_or_wait(waiters, attempt):
     return await waiters.wait(attempt)
 
 
-class Stream(spead2gpu.recv.Stream):
+class _AsyncIterable:
+    """``async for`` over ``await self.get()``, ending when the source stops."""
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        try:
+            return await self.get()
+        except spead2gpu.Stopped:
+            raise StopAsyncIteration from None
+
+
+class Stream(_AsyncIterable, spead2gpu.recv.Stream):
     """Receive stream with an asynchronous :meth:`get`.
 
     It takes the same constructor arguments as :class:`spead2gpu.recv.Stream`.
@@ -126,20 +139,12 @@ class Stream(spead2gpu.recv.Stream):
         """
         return await _fast_or_wait(self._get_waiters, self.get_nowait)
 
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        try:
-            return await self.get()
-        except spead2gpu.Stopped:
-            raise StopAsyncIteration from None
 
 
 if hasattr(_recv, "ChunkRingbuffer"):
     __all__.append("ChunkRingbuffer")
 
-    class ChunkRingbuffer(spead2gpu.recv.ChunkRingbuffer):
+    class ChunkRingbuffer(_AsyncIterable, spead2gpu.recv.ChunkRingbuffer):
         """Chunk ringbuffer with asynchronous :meth:`get` and :meth:`put`.
 
         Parameters
@@ -177,11 +182,3 @@ if hasattr(_recv, "ChunkRingbuffer"):
             """
             return await _fast_or_wait(self._put_waiters, lambda: self.put_nowait(chunk))
 
-        def __aiter__(self):
-            return self
-
-        async def __anext__(self):
-            try:
-                return await self.get()
-            except spead2gpu.Stopped:
-                raise StopAsyncIteration from None

@@ -10,6 +10,7 @@ Asynchronous sending is in :mod:`spead2gpu.send.asyncio`.
 import weakref
 
 import spead2gpu
+from spead2gpu._export import export_compiled as _export_compiled
 from spead2gpu._spead2 import Flavour as _Flavour
 from spead2gpu._spead2 import send as _send
 from spead2gpu._spead2.send import Heap
@@ -32,15 +33,9 @@ _COMPILED_NAMES = [
     "UdpIbvStream",
 ]
 
-for _name in _COMPILED_NAMES:
-    if hasattr(_send, _name):
-        globals()[_name] = getattr(_send, _name)
-# Anything else public that the extension adds (except the raw asyncio
-# classes, which are wrapped by spead2gpu.send.asyncio)
-for _name in dir(_send):
-    if not _name.startswith("_") and not _name.endswith("Asyncio") and _name not in globals():
-        globals()[_name] = getattr(_send, _name)
-del _name
+# Anything else public that the extension adds, too, except the raw asyncio
+# classes, which spead2gpu.send.asyncio wraps.
+_export_compiled(globals(), _send, _COMPILED_NAMES, also=lambda name: not name.endswith("Asyncio"))
 
 _DESCRIPTOR_MODES = ("stale", "all", "none")
 
