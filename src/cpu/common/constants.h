@@ -30,6 +30,14 @@ enum : std::uint32_t
 };
 constexpr std::uint32_t bug_compat_all = 7;
 
+/// @a value, or std::invalid_argument(@a message) when it is 0 (what config setters check).
+inline std::size_t nonzero(std::size_t value, const char *message)
+{
+    if (value == 0)
+        throw std::invalid_argument(message);
+    return value;
+}
+
 /// Well-known item IDs.
 enum : item_pointer_t
 {

@@ -81,9 +81,7 @@ public:
     const std::vector<item_pointer_t> &get_items() const { return items; }
     chunk_stream_config &set_max_chunks(std::size_t v)
     {
-        if (v == 0)
-            throw std::invalid_argument("max_chunks cannot be 0");
-        max_chunks = v;
+        max_chunks = nonzero(v, "max_chunks cannot be 0");
         return *this;
     }
     std::size_t get_max_chunks() const { return max_chunks; }

@@ -93,11 +93,7 @@ private:
 
 public:
     /// An empty window of @a max_chunks slots (must be at least 1).
-    explicit chunk_window(std::size_t max_chunks) : slots(max_chunks, nullptr)
-    {
-        if (max_chunks == 0)
-            throw std::invalid_argument("max_chunks cannot be 0");
-    }
+    explicit chunk_window(std::size_t max_chunks) : slots(nonzero(max_chunks, "max_chunks cannot be 0"), nullptr) {}
 
     std::size_t size() const { return slots.size(); }
     std::uint64_t get_head() const { return head; }

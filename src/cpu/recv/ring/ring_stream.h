@@ -27,9 +27,7 @@ public:
     static constexpr std::size_t default_heaps = 4;
     ring_stream_config &set_heaps(std::size_t v)
     {
-        if (v == 0)
-            throw std::invalid_argument("heaps must be at least 1");
-        heaps = v;
+        heaps = nonzero(v, "heaps must be at least 1");
         return *this;
     }
     std::size_t get_heaps() const { return heaps; }

@@ -63,6 +63,18 @@ void udp_writer::check_family(int family) const
             throw std::invalid_argument("Endpoint does not match protocol of the socket");
 }
 
+void udp_writer::init_multicast_socket(int family, std::size_t buffer_size, int ttl)
+{
+    // Like spead2, an empty endpoint list is accepted (no substreams), and a
+    // wrong endpoint is reported with the IPv4 message for both families.
+    for (const auto &ep : endpoints)
+        if (ep.family() != family || !ep.is_multicast())
+            throw std::invalid_argument("endpoint is not an IPv4 multicast address");
+    if (ttl < 0 || ttl > 255)
+        throw std::out_of_range("multicast hops value out of range");
+    init_socket(family, buffer_size);
+}
+
 void udp_writer::init_socket(int family, std::size_t buffer_size)
 {
     sock = make_socket(family, SOCK_DGRAM);
@@ -115,15 +127,9 @@ udp_writer::udp_writer(const std::vector<socket_address> &endpoints, std::size_t
                        const socket_address &interface_address)
     : endpoints(endpoints)
 {
-    // Like spead2, an empty endpoint list is accepted here (no substreams).
     if (interface_address.family() != AF_INET)
         throw std::invalid_argument("interface address is not an IPv4 address");
-    for (const auto &ep : endpoints)
-        if (ep.family() != AF_INET || !ep.is_multicast())
-            throw std::invalid_argument("endpoint is not an IPv4 multicast address");
-    if (ttl < 0 || ttl > 255)
-        throw std::out_of_range("multicast hops value out of range");
-    init_socket(AF_INET, buffer_size);
+    init_multicast_socket(AF_INET, buffer_size, ttl);
     set_option(sock.get(), IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof(ttl));
     in_addr iface = reinterpret_cast<const sockaddr_in *>(interface_address.get())->sin_addr;
     set_option(sock.get(), IPPROTO_IP, IP_MULTICAST_IF, &iface, sizeof(iface));
@@ -134,14 +140,7 @@ udp_writer::udp_writer(const std::vector<socket_address> &endpoints, std::size_t
                        unsigned int interface_index)
     : endpoints(endpoints)
 {
-    // Like spead2, an empty endpoint list is accepted here (no substreams).
-    // spead2 reports a non-IPv6-multicast endpoint with this (IPv4) message.
-    for (const auto &ep : endpoints)
-        if (ep.family() != AF_INET6 || !ep.is_multicast())
-            throw std::invalid_argument("endpoint is not an IPv4 multicast address");
-    if (ttl < 0 || ttl > 255)
-        throw std::out_of_range("multicast hops value out of range");
-    init_socket(AF_INET6, buffer_size);
+    init_multicast_socket(AF_INET6, buffer_size, ttl);
     set_option(sock.get(), IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &ttl, sizeof(ttl));
     set_option(sock.get(), IPPROTO_IPV6, IPV6_MULTICAST_IF, &interface_index, sizeof(interface_index));
     detect_gso();

@@ -135,6 +135,8 @@ private:
     std::size_t cur_msg = 0;
 
     void init_socket(int family, std::size_t buffer_size);
+    /// Check multicast @a endpoints of @a family and the @a ttl (spead2's messages), then init_socket.
+    void init_multicast_socket(int family, std::size_t buffer_size, int ttl);
     void check_family(int family) const;
     void detect_gso();
     /// Lay out messages for packets [first, n_packets) (from message index cur_msg on).
