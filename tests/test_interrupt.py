@@ -19,7 +19,8 @@ import spead2gpu.recv
 import spead2gpu.send
 from conftest import ALIASED_TO_REFERENCE
 
-PYTHON_DIR = os.path.join(os.path.dirname(__file__), "..", "python")
+# Where the spead2gpu under test lives (the source tree or an installed copy).
+PYTHON_DIR = os.path.dirname(os.path.dirname(spead2gpu.__file__))
 
 SETUP = {
     "udp_stream_get": """
