@@ -14,8 +14,8 @@ namespace spead2gpu::recv
 /// Python ChunkStreamConfig: the C++ config plus the Python placement object.
 struct py_chunk_stream_config
 {
-    chunk_stream_config config;     ///< what the C++ stream uses (placement resolved to a function)
-    py::object place = py::none();  ///< the user's object, kept alive while a stream uses its function
+    chunk_stream_config config; ///< what the C++ stream uses (placement resolved to a function)
+    py::object place = py::none(); ///< the user's object, kept alive while a stream uses its function
 };
 
 /**

@@ -51,8 +51,8 @@ struct buffer_view
     std::shared_ptr<buffer> mem;
     std::size_t offset = 0;
     std::size_t size = 0;
-    py::object stream = py::none();     ///< stream the contents are ordered on (CAI v3 "stream")
-    std::string fallback_reason;        ///< why "auto" chose host memory
+    py::object stream = py::none(); ///< stream the contents are ordered on (CAI v3 "stream")
+    std::string fallback_reason; ///< why "auto" chose host memory
 
     memory_kind kind() const { return mem->kind(); }
     std::uintptr_t host_address() const
@@ -97,7 +97,7 @@ struct dlpack_context
 {
     DLManagedTensor tensor;
     std::int64_t shape[1];
-    std::shared_ptr<buffer> keepalive;   ///< no GIL needed to release
+    std::shared_ptr<buffer> keepalive; ///< no GIL needed to release
 };
 
 void dlpack_deleter(DLManagedTensor *self)
@@ -120,9 +120,12 @@ DLDevice dlpack_device(const buffer_view &b)
 {
     switch (b.kind())
     {
-    case memory_kind::host: return {kDLCPU, 0};
-    case memory_kind::pinned: return {kDLCUDAHost, 0};
-    default: return {kDLCUDA, b.mem->device()};
+    case memory_kind::host:
+        return {kDLCPU, 0};
+    case memory_kind::pinned:
+        return {kDLCUDAHost, 0};
+    default:
+        return {kDLCUDA, b.mem->device()};
     }
 }
 
@@ -157,8 +160,8 @@ py::object dlpack(buffer_view &b, py::object stream)
     ctx->shape[0] = std::int64_t(b.size);
     DLTensor &t = ctx->tensor.dl_tensor;
     t.device = dlpack_device(b);
-    t.data = reinterpret_cast<void *>(b.kind() == memory_kind::host || b.kind() == memory_kind::pinned
-                                          ? b.host_address() : b.device_address());
+    t.data = reinterpret_cast<void *>(
+        b.kind() == memory_kind::host || b.kind() == memory_kind::pinned ? b.host_address() : b.device_address());
     t.ndim = 1;
     t.dtype = DLDataType{kDLUInt, 8, 1};
     t.shape = ctx->shape;
@@ -178,8 +181,8 @@ py::object dlpack(buffer_view &b, py::object stream)
 py::dict cuda_array_interface(const buffer_view &b)
 {
     if (!gpu_addressable(b.kind()))
-        throw py::attribute_error(std::string("__cuda_array_interface__: memory kind '") + kind_name(b.kind())
-                                  + "' is not addressable by GPU kernels (use 'mapped' or 'device')");
+        throw py::attribute_error(std::string("__cuda_array_interface__: memory kind '") + kind_name(b.kind()) +
+                                  "' is not addressable by GPU kernels (use 'mapped' or 'device')");
     py::dict d;
     d["shape"] = py::make_tuple(b.size);
     d["typestr"] = "|u1";
@@ -188,7 +191,7 @@ py::dict cuda_array_interface(const buffer_view &b)
     d["strides"] = py::none();
     py::object s = b.stream;
     if (!s.is_none() && s.cast<std::uintptr_t>() == 0)
-        s = py::int_(1);   // CAI v3: 1 is the legacy default stream (0 is not allowed)
+        s = py::int_(1); // CAI v3: 1 is the legacy default stream (0 is not allowed)
     d["stream"] = s;
     return d;
 }
@@ -252,8 +255,7 @@ public:
     py::object place_keepalive;
 
     gpu_chunk_stream(std::shared_ptr<thread_pool> pool, const recv::stream_config &config,
-                     const recv::chunk_stream_config &chunk_config, std::shared_ptr<chunk_pipeline> p,
-                     py::object place)
+                     const recv::chunk_stream_config &chunk_config, std::shared_ptr<chunk_pipeline> p, py::object place)
         : recv::chunk_ring_stream(std::move(pool), config, chunk_config, p->network_data_ring(),
                                   p->network_free_ring()),
           pipeline(std::move(p)), place_keepalive(std::move(place))
@@ -332,28 +334,34 @@ void register_gpu(py::module_ &parent)
     py::module_ m = parent.def_submodule("gpu", "GPU ingest: memory kinds, GPU chunk streams, kernels");
     static py::exception<gpu_unavailable> unavailable_exc(m, "GpuUnavailableError", PyExc_RuntimeError);
     static py::exception<cuda_error> cuda_exc(m, "CudaError", PyExc_RuntimeError);
-    py::register_exception_translator([](std::exception_ptr p) {
-        try
+    py::register_exception_translator(
+        [](std::exception_ptr p)
         {
-            if (p)
-                std::rethrow_exception(p);
-        }
-        catch (const gpu_unavailable &e)
-        {
-            py::set_error(unavailable_exc, e.what());
-        }
-        catch (const cuda_error &e)
-        {
-            py::set_error(cuda_exc, e.what());
-        }
-    });
+            try
+            {
+                if (p)
+                    std::rethrow_exception(p);
+            }
+            catch (const gpu_unavailable &e)
+            {
+                py::set_error(unavailable_exc, e.what());
+            }
+            catch (const cuda_error &e)
+            {
+                py::set_error(cuda_exc, e.what());
+            }
+        });
 
     m.def("compiled_with_cuda", &compiled_with_cuda, "Whether the CUDA sources were compiled (nvcc at build time)");
     m.def("available", [] { return probe().available; }, "Whether a usable GPU exists");
-    m.def("unavailable_reason", [] {
-        const auto &st = probe();
-        return st.available ? py::object(py::none()) : py::object(py::str(st.reason));
-    }, "Why no GPU is usable (None when one is)");
+    m.def(
+        "unavailable_reason",
+        []
+        {
+            const auto &st = probe();
+            return st.available ? py::object(py::none()) : py::object(py::str(st.reason));
+        },
+        "Why no GPU is usable (None when one is)");
     m.def("device_count", [] { return probe().device_count; });
     m.def("driver_version", [] { return probe().driver_version; });
     m.def("runtime_version", [] { return probe().runtime_version; });
@@ -386,100 +394,116 @@ Host-addressable kinds export the buffer protocol (``numpy.frombuffer(buf, dtype
 ``mapped`` and ``device`` export ``__cuda_array_interface__`` (v3); every kind exports
 ``__dlpack__`` / ``__dlpack_device__``. The contents start zeroed.
 )doc")
-        .def(py::init([](std::size_t nbytes, const std::string &kind, int device) {
-                 auto [k, reason] = resolve_kind(kind, memory_kind::device);
-                 if (!reason.empty())
-                     log_message(log_level::info, "spead2gpu.gpu.Buffer: kind 'auto' fell back to 'host': " + reason);
-                 buffer_view v;
-                 v.mem = std::make_shared<buffer>(nbytes, k, device);
-                 v.mem->zero();
-                 v.size = nbytes;
-                 v.fallback_reason = reason;
-                 return v;
-             }),
+        .def(py::init(
+                 [](std::size_t nbytes, const std::string &kind, int device)
+                 {
+                     auto [k, reason] = resolve_kind(kind, memory_kind::device);
+                     if (!reason.empty())
+                         log_message(log_level::info,
+                                     "spead2gpu.gpu.Buffer: kind 'auto' fell back to 'host': " + reason);
+                     buffer_view v;
+                     v.mem = std::make_shared<buffer>(nbytes, k, device);
+                     v.mem->zero();
+                     v.size = nbytes;
+                     v.fallback_reason = reason;
+                     return v;
+                 }),
              "nbytes"_a, "kind"_a = "auto", "device"_a = 0)
-        .def_buffer([](buffer_view &b) -> py::buffer_info {
-            if (!host_addressable(b.kind()))
-                throw std::invalid_argument("memory kind 'device' is not host-addressable: use "
-                                            "__cuda_array_interface__ or __dlpack__");
-            return py::buffer_info(reinterpret_cast<void *>(b.host_address()), 1,
-                                   py::format_descriptor<std::uint8_t>::format(), 1,
-                                   {py::ssize_t(b.size)}, {py::ssize_t(1)}, false);
-        })
+        .def_buffer(
+            [](buffer_view &b) -> py::buffer_info
+            {
+                if (!host_addressable(b.kind()))
+                    throw std::invalid_argument("memory kind 'device' is not host-addressable: use "
+                                                "__cuda_array_interface__ or __dlpack__");
+                return py::buffer_info(reinterpret_cast<void *>(b.host_address()), 1,
+                                       py::format_descriptor<std::uint8_t>::format(), 1, {py::ssize_t(b.size)},
+                                       {py::ssize_t(1)}, false);
+            })
         .def_property_readonly("nbytes", [](const buffer_view &b) { return b.size; })
         .def("__len__", [](const buffer_view &b) { return b.size; })
         .def_property_readonly("kind", [](const buffer_view &b) { return kind_name(b.kind()); })
         .def_property_readonly("device", [](const buffer_view &b) { return b.mem->device(); })
-        .def_property_readonly("fallback_reason", [](const buffer_view &b) {
-            return b.fallback_reason.empty() ? py::object(py::none()) : py::object(py::str(b.fallback_reason));
-        })
+        .def_property_readonly(
+            "fallback_reason", [](const buffer_view &b)
+            { return b.fallback_reason.empty() ? py::object(py::none()) : py::object(py::str(b.fallback_reason)); })
         .def_property_readonly("host_ptr", &buffer_view::host_address, "Host address (0 for 'device')")
         .def_property_readonly("device_ptr", &buffer_view::device_address,
                                "Device address ('mapped' and 'device'; 0 otherwise)")
-        .def_property_readonly("ptr", [](const buffer_view &b) {
-            return gpu_addressable(b.kind()) ? b.device_address() : b.host_address();
-        })
-        .def_property("stream", [](const buffer_view &b) { return b.stream; },
-                      [](buffer_view &b, py::object s) {
-                          if (!s.is_none())
-                              s = py::int_(s.cast<std::uintptr_t>());
-                          b.stream = s;
-                      },
-                      "Stream the contents are ordered on (reported as CAI v3 'stream'; None: ready)")
+        .def_property_readonly("ptr", [](const buffer_view &b)
+                               { return gpu_addressable(b.kind()) ? b.device_address() : b.host_address(); })
+        .def_property(
+            "stream", [](const buffer_view &b) { return b.stream; },
+            [](buffer_view &b, py::object s)
+            {
+                if (!s.is_none())
+                    s = py::int_(s.cast<std::uintptr_t>());
+                b.stream = s;
+            },
+            "Stream the contents are ordered on (reported as CAI v3 'stream'; None: ready)")
         .def_property_readonly("__cuda_array_interface__", &cuda_array_interface)
-        .def("__dlpack__", [](buffer_view &b, py::object stream, py::object max_version, py::object dl_device,
-                              py::object copy) {
-                 if (!copy.is_none() && copy.cast<bool>())
-                     throw py::buffer_error("spead2gpu.gpu.Buffer.__dlpack__ does not copy");
-                 if (!dl_device.is_none())
-                 {
-                     auto want = dl_device.cast<std::pair<int, int>>();
-                     DLDevice have = dlpack_device(b);
-                     if (want.first != have.device_type || want.second != have.device_id)
-                         throw py::buffer_error("spead2gpu.gpu.Buffer.__dlpack__: cannot export to another device");
-                 }
-                 return dlpack(b, stream);
-             },
-             py::kw_only(), "stream"_a = py::none(), "max_version"_a = py::none(), "dl_device"_a = py::none(),
-             "copy"_a = py::none())
-        .def("__dlpack_device__", [](const buffer_view &b) {
-            DLDevice d = dlpack_device(b);
-            return py::make_tuple(d.device_type, d.device_id);
-        })
-        .def("zero", [](buffer_view &b) {
-            if (b.offset == 0 && b.size == b.mem->size())
-                b.mem->zero();
-            else if (b.mem->host_ptr())
-                std::memset(b.mem->host_ptr() + b.offset, 0, b.size);
-            else
-                throw py::value_error("zero() of part of a device buffer is not supported");
-        })
-        .def("__repr__", [](const buffer_view &b) {
-            return "<spead2gpu.gpu.Buffer " + std::to_string(b.size) + " bytes, kind '" + kind_name(b.kind()) + "'>";
-        });
+        .def(
+            "__dlpack__",
+            [](buffer_view &b, py::object stream, py::object max_version, py::object dl_device, py::object copy)
+            {
+                if (!copy.is_none() && copy.cast<bool>())
+                    throw py::buffer_error("spead2gpu.gpu.Buffer.__dlpack__ does not copy");
+                if (!dl_device.is_none())
+                {
+                    auto want = dl_device.cast<std::pair<int, int>>();
+                    DLDevice have = dlpack_device(b);
+                    if (want.first != have.device_type || want.second != have.device_id)
+                        throw py::buffer_error("spead2gpu.gpu.Buffer.__dlpack__: cannot export to another device");
+                }
+                return dlpack(b, stream);
+            },
+            py::kw_only(), "stream"_a = py::none(), "max_version"_a = py::none(), "dl_device"_a = py::none(),
+            "copy"_a = py::none())
+        .def("__dlpack_device__",
+             [](const buffer_view &b)
+             {
+                 DLDevice d = dlpack_device(b);
+                 return py::make_tuple(d.device_type, d.device_id);
+             })
+        .def("zero",
+             [](buffer_view &b)
+             {
+                 if (b.offset == 0 && b.size == b.mem->size())
+                     b.mem->zero();
+                 else if (b.mem->host_ptr())
+                     std::memset(b.mem->host_ptr() + b.offset, 0, b.size);
+                 else
+                     throw py::value_error("zero() of part of a device buffer is not supported");
+             })
+        .def("__repr__",
+             [](const buffer_view &b)
+             {
+                 return "<spead2gpu.gpu.Buffer " + std::to_string(b.size) + " bytes, kind '" + kind_name(b.kind()) +
+                     "'>";
+             });
 
-    py::class_<py_gpu_allocator, memory_allocator, std::shared_ptr<py_gpu_allocator>>(
-        m, "MemoryAllocator", R"doc(
+    py::class_<py_gpu_allocator, memory_allocator, std::shared_ptr<py_gpu_allocator>>(m, "MemoryAllocator", R"doc(
 Heap payload allocator of a host-addressable kind (``host``, ``pinned``, ``mapped``;
 ``auto``: ``pinned`` when a GPU is usable, else ``host``), usable as
 ``recv.StreamConfig(memory_allocator=...)`` or as the base allocator of a ``MemoryPool``
 (recommended: one cudaHostAlloc per heap is slow).
 )doc")
-        .def(py::init([](const std::string &kind, int device) {
-                 auto [k, reason] = resolve_kind(kind, memory_kind::pinned);
-                 if (!reason.empty())
-                     log_message(log_level::info,
-                                 "spead2gpu.gpu.MemoryAllocator: kind 'auto' fell back to 'host': " + reason);
-                 auto a = std::make_shared<py_gpu_allocator>(k, device);
-                 a->fallback_reason = reason;
-                 return a;
-             }),
+        .def(py::init(
+                 [](const std::string &kind, int device)
+                 {
+                     auto [k, reason] = resolve_kind(kind, memory_kind::pinned);
+                     if (!reason.empty())
+                         log_message(log_level::info,
+                                     "spead2gpu.gpu.MemoryAllocator: kind 'auto' fell back to 'host': " + reason);
+                     auto a = std::make_shared<py_gpu_allocator>(k, device);
+                     a->fallback_reason = reason;
+                     return a;
+                 }),
              "kind"_a = "auto", "device"_a = 0)
         .def_property_readonly("kind", [](const py_gpu_allocator &a) { return kind_name(a.kind()); })
         .def_property_readonly("device", &py_gpu_allocator::device)
-        .def_property_readonly("fallback_reason", [](const py_gpu_allocator &a) {
-            return a.fallback_reason.empty() ? py::object(py::none()) : py::object(py::str(a.fallback_reason));
-        });
+        .def_property_readonly(
+            "fallback_reason", [](const py_gpu_allocator &a)
+            { return a.fallback_reason.empty() ? py::object(py::none()) : py::object(py::str(a.fallback_reason)); });
 
     // --- chunk pipeline -------------------------------------------------------
     py::class_<held_chunk>(m, "_HeldChunk", "A chunk owned by the consumer (see spead2gpu.gpu.Chunk)")
@@ -487,30 +511,39 @@ Heap payload allocator of a host-addressable kind (``host``, ``pinned``, ``mappe
         .def_readonly("stream_id", &held_chunk::stream_id)
         .def_readonly("slot", &held_chunk::slot)
         .def_property_readonly("released", [](const held_chunk &h) { return !h.c; })
-        .def("order_before", [](held_chunk &h, std::uintptr_t stream) {
-            h.check();
-            h.pipeline->order_before(*h.c, stream);
-        }, "stream"_a, "Make the stream wait (on the GPU) for this chunk's copy ('device' only)")
-        .def("release", [](held_chunk &h, bool use_stream, std::uintptr_t stream) {
-            if (h.c)
-                h.pipeline->release(std::move(h.c), use_stream, stream);
-        }, "use_stream"_a = true, "stream"_a = 0);
+        .def(
+            "order_before",
+            [](held_chunk &h, std::uintptr_t stream)
+            {
+                h.check();
+                h.pipeline->order_before(*h.c, stream);
+            },
+            "stream"_a, "Make the stream wait (on the GPU) for this chunk's copy ('device' only)")
+        .def(
+            "release",
+            [](held_chunk &h, bool use_stream, std::uintptr_t stream)
+            {
+                if (h.c)
+                    h.pipeline->release(std::move(h.c), use_stream, stream);
+            },
+            "use_stream"_a = true, "stream"_a = 0);
 
-    py::class_<chunk_pipeline, std::shared_ptr<chunk_pipeline>>(m, "_ChunkPipeline",
-                                                                "Chunks of one memory kind and their copy/recycle machinery")
-        .def(py::init([](const std::string &kind, int device, std::size_t data_size, std::size_t present_size,
-                         std::size_t extra_size, std::size_t n_chunks, std::size_t n_device_chunks,
-                         bool simulate) {
-                 chunk_geometry g;
-                 g.data_size = data_size;
-                 g.present_size = present_size;
-                 g.extra_size = extra_size;
-                 py::gil_scoped_release release;
-                 return std::make_shared<chunk_pipeline>(parse_kind(kind), device, g, n_chunks, n_device_chunks,
-                                                         simulate);
-             }),
-             "kind"_a, "device"_a, "data_size"_a, "present_size"_a, "extra_size"_a, "n_chunks"_a,
-             "n_device_chunks"_a, "simulate"_a = false)
+    py::class_<chunk_pipeline, std::shared_ptr<chunk_pipeline>>(
+        m, "_ChunkPipeline", "Chunks of one memory kind and their copy/recycle machinery")
+        .def(py::init(
+                 [](const std::string &kind, int device, std::size_t data_size, std::size_t present_size,
+                    std::size_t extra_size, std::size_t n_chunks, std::size_t n_device_chunks, bool simulate)
+                 {
+                     chunk_geometry g;
+                     g.data_size = data_size;
+                     g.present_size = present_size;
+                     g.extra_size = extra_size;
+                     py::gil_scoped_release release;
+                     return std::make_shared<chunk_pipeline>(parse_kind(kind), device, g, n_chunks, n_device_chunks,
+                                                             simulate);
+                 }),
+             "kind"_a, "device"_a, "data_size"_a, "present_size"_a, "extra_size"_a, "n_chunks"_a, "n_device_chunks"_a,
+             "simulate"_a = false)
         .def_property_readonly("simulated", &chunk_pipeline::simulated)
         .def_property_readonly("kind", [](const chunk_pipeline &p) { return kind_name(p.kind()); })
         .def_property_readonly("device", &chunk_pipeline::device)
@@ -519,126 +552,152 @@ Heap payload allocator of a host-addressable kind (``host``, ``pinned``, ``mappe
         .def_property_readonly("consumer_slots", &chunk_pipeline::consumer_slots)
         .def_property_readonly("copy_stream", &chunk_pipeline::copy_stream_handle)
         .def_property_readonly("chunk_bytes", [](const chunk_pipeline &p) { return p.geometry().total(); })
-        .def("slot_buffer", [](const chunk_pipeline &p, std::size_t slot, const std::string &region) {
-            const auto &g = p.geometry();
-            buffer_view v;
-            v.mem = p.slot_memory(slot);
-            if (region == "data")
+        .def(
+            "slot_buffer",
+            [](const chunk_pipeline &p, std::size_t slot, const std::string &region)
             {
-                v.offset = g.data_offset();
-                v.size = g.data_size;
-            }
-            else if (region == "present")
-            {
-                v.offset = g.present_offset();
-                v.size = g.present_size;
-            }
-            else if (region == "extra")
-            {
-                v.offset = g.extra_offset();
-                v.size = g.extra_size;
-            }
-            else
-                throw py::value_error("region must be 'data', 'present' or 'extra'");
-            return v;
-        }, "slot"_a, "region"_a)
-        .def("get", [](std::shared_ptr<chunk_pipeline> p) {
-            std::unique_ptr<pipeline_chunk> c;
-            try
-            {
-                py::gil_scoped_release release;
-                c = p->pop();
-            }
-            catch (ringbuffer_stopped &)
-            {
-                check_pipeline_error(*p);
-                throw;
-            }
-            return wrap_popped(p, std::move(c));
-        })
-        .def("get_nowait", [](std::shared_ptr<chunk_pipeline> p) {
-            std::unique_ptr<pipeline_chunk> c;
-            try
-            {
-                c = p->try_pop();
-            }
-            catch (ringbuffer_stopped &)
-            {
-                check_pipeline_error(*p);
-                throw;
-            }
-            return wrap_popped(p, std::move(c));
-        })
+                const auto &g = p.geometry();
+                buffer_view v;
+                v.mem = p.slot_memory(slot);
+                if (region == "data")
+                {
+                    v.offset = g.data_offset();
+                    v.size = g.data_size;
+                }
+                else if (region == "present")
+                {
+                    v.offset = g.present_offset();
+                    v.size = g.present_size;
+                }
+                else if (region == "extra")
+                {
+                    v.offset = g.extra_offset();
+                    v.size = g.extra_size;
+                }
+                else
+                    throw py::value_error("region must be 'data', 'present' or 'extra'");
+                return v;
+            },
+            "slot"_a, "region"_a)
+        .def("get",
+             [](std::shared_ptr<chunk_pipeline> p)
+             {
+                 std::unique_ptr<pipeline_chunk> c;
+                 try
+                 {
+                     py::gil_scoped_release release;
+                     c = p->pop();
+                 }
+                 catch (ringbuffer_stopped &)
+                 {
+                     check_pipeline_error(*p);
+                     throw;
+                 }
+                 return wrap_popped(p, std::move(c));
+             })
+        .def("get_nowait",
+             [](std::shared_ptr<chunk_pipeline> p)
+             {
+                 std::unique_ptr<pipeline_chunk> c;
+                 try
+                 {
+                     c = p->try_pop();
+                 }
+                 catch (ringbuffer_stopped &)
+                 {
+                     check_pipeline_error(*p);
+                     throw;
+                 }
+                 return wrap_popped(p, std::move(c));
+             })
         .def_property_readonly("data_fd", [](const chunk_pipeline &p) { return p.output_ring()->data_fd(); })
         .def("qsize", [](const chunk_pipeline &p) { return p.output_ring()->size(); })
         .def("free_chunks", [](const chunk_pipeline &p) { return p.network_free_ring()->size(); })
         .def("stop", &chunk_pipeline::stop, py::call_guard<py::gil_scoped_release>())
         .def("_pump", &chunk_pipeline::pump, "n"_a, "first_id"_a = 0, py::call_guard<py::gil_scoped_release>(),
              "Benchmark hook: feed n chunks without a stream, then end (measures the copy pipeline)")
-        .def_property_readonly("error", [](chunk_pipeline &p) {
-            std::string e = p.error();
-            return e.empty() ? py::object(py::none()) : py::object(py::str(e));
-        })
+        .def_property_readonly("error",
+                               [](chunk_pipeline &p)
+                               {
+                                   std::string e = p.error();
+                                   return e.empty() ? py::object(py::none()) : py::object(py::str(e));
+                               })
         .def_property_readonly("stats", [](const chunk_pipeline &p) { return pipeline_stats(p); });
 
     py::class_<gpu_chunk_stream, recv::stream>(m, "_ChunkStream",
                                                "Chunk stream filling a _ChunkPipeline (see spead2gpu.gpu.ChunkStream)")
-        .def(py::init([](std::shared_ptr<thread_pool> pool, const recv::stream_config &config,
-                         py::object chunk_stream_config, std::shared_ptr<chunk_pipeline> pipeline) {
-                 const auto &cc = to_chunk_config(chunk_stream_config);
-                 return new gpu_chunk_stream(std::move(pool), config, cc, std::move(pipeline),
-                                             chunk_stream_config.attr("place"));
-             }),
+        .def(py::init(
+                 [](std::shared_ptr<thread_pool> pool, const recv::stream_config &config,
+                    py::object chunk_stream_config, std::shared_ptr<chunk_pipeline> pipeline)
+                 {
+                     const auto &cc = to_chunk_config(chunk_stream_config);
+                     return new gpu_chunk_stream(std::move(pool), config, cc, std::move(pipeline),
+                                                 chunk_stream_config.attr("place"));
+                 }),
              py::arg("thread_pool").none(false), "config"_a, "chunk_stream_config"_a, "pipeline"_a)
         .def_property_readonly("pipeline", [](const gpu_chunk_stream &s) { return s.pipeline; });
 
-    py::class_<gpu_chunk_stream_group>(m, "_ChunkStreamGroup",
-                                       "Chunk stream group filling a _ChunkPipeline (see spead2gpu.gpu.ChunkStreamGroup)")
-        .def(py::init<const recv::chunk_stream_group_config &, std::shared_ptr<chunk_pipeline>>(),
-             "config"_a, "pipeline"_a)
+    py::class_<gpu_chunk_stream_group>(
+        m, "_ChunkStreamGroup", "Chunk stream group filling a _ChunkPipeline (see spead2gpu.gpu.ChunkStreamGroup)")
+        .def(py::init<const recv::chunk_stream_group_config &, std::shared_ptr<chunk_pipeline>>(), "config"_a,
+             "pipeline"_a)
         .def_property_readonly("config", &gpu_chunk_stream_group::get_config)
         .def_property_readonly("pipeline", [](const gpu_chunk_stream_group &g) { return g.pipeline; })
-        .def("_emplace_back", [](gpu_chunk_stream_group &g, std::shared_ptr<thread_pool> pool,
-                                 const recv::stream_config &config, py::object chunk_stream_config)
-                 -> recv::chunk_stream_group_member & {
-                 const auto &cc = to_chunk_config(chunk_stream_config);
-                 auto &member = g.emplace_back(std::move(pool), config, cc);
-                 g.place_keepalive.push_back(chunk_stream_config.attr("place"));
-                 return member;
-             },
-             py::arg("thread_pool").none(false), "config"_a, "chunk_stream_config"_a,
-             py::return_value_policy::reference_internal)
+        .def(
+            "_emplace_back",
+            [](gpu_chunk_stream_group &g, std::shared_ptr<thread_pool> pool, const recv::stream_config &config,
+               py::object chunk_stream_config) -> recv::chunk_stream_group_member &
+            {
+                const auto &cc = to_chunk_config(chunk_stream_config);
+                auto &member = g.emplace_back(std::move(pool), config, cc);
+                g.place_keepalive.push_back(chunk_stream_config.attr("place"));
+                return member;
+            },
+            py::arg("thread_pool").none(false), "config"_a, "chunk_stream_config"_a,
+            py::return_value_policy::reference_internal)
         .def("stop", &gpu_chunk_stream_group::stop, py::call_guard<py::gil_scoped_release>())
         .def("__len__", &gpu_chunk_stream_group::size)
-        .def("_member", [](gpu_chunk_stream_group &g, std::size_t i) -> recv::chunk_stream_group_member & {
-            if (i >= g.size())
-                throw py::index_error("group member index out of range");
-            return g[i];
-        }, py::return_value_policy::reference_internal);
+        .def(
+            "_member",
+            [](gpu_chunk_stream_group &g, std::size_t i) -> recv::chunk_stream_group_member &
+            {
+                if (i >= g.size())
+                    throw py::index_error("group member index out of range");
+                return g[i];
+            },
+            py::return_value_policy::reference_internal);
 
     // --- kernels --------------------------------------------------------------
-    m.def("_zero_missing", [](std::uintptr_t data, std::uintptr_t present, std::size_t n_heaps,
-                              std::size_t heap_bytes, std::size_t present_stride, std::uintptr_t stream, int device) {
-        require_gpu("zero_missing", device);
-        device_guard guard(device);
-        launch_zero_missing(data, present, n_heaps, heap_bytes, present_stride, stream);
-    }, "data"_a, "present"_a, "n_heaps"_a, "heap_bytes"_a, "present_stride"_a, "stream"_a, "device"_a = 0);
-    m.def("_unpack", [](const std::string &fmt, std::uintptr_t src, std::uintptr_t dst, std::size_t n,
-                        std::uintptr_t stream, int device) {
-        if (!compiled_with_cuda() || !probe().available)
-            require_gpu(("unpack_" + fmt).c_str(), device);
-        device_guard guard(device);
-        if (fmt == "int8")
-            launch_unpack_int8(src, dst, n, stream);
-        else if (fmt == "int4")
-            launch_unpack_int4(src, dst, n, stream);
-        else if (fmt == "int10")
-            launch_unpack_int10(src, dst, n, stream);
-        else if (fmt == "cint8")
-            launch_unpack_cint8(src, dst, n, stream);
-        else
-            throw py::value_error("unknown sample format " + fmt);
-    }, "fmt"_a, "src"_a, "dst"_a, "n"_a, "stream"_a, "device"_a = 0);
+    m.def(
+        "_zero_missing",
+        [](std::uintptr_t data, std::uintptr_t present, std::size_t n_heaps, std::size_t heap_bytes,
+           std::size_t present_stride, std::uintptr_t stream, int device)
+        {
+            require_gpu("zero_missing", device);
+            device_guard guard(device);
+            launch_zero_missing(data, present, n_heaps, heap_bytes, present_stride, stream);
+        },
+        "data"_a, "present"_a, "n_heaps"_a, "heap_bytes"_a, "present_stride"_a, "stream"_a, "device"_a = 0);
+    m.def(
+        "_unpack",
+        [](const std::string &fmt, std::uintptr_t src, std::uintptr_t dst, std::size_t n, std::uintptr_t stream,
+           int device)
+        {
+            if (!compiled_with_cuda() || !probe().available)
+                require_gpu(("unpack_" + fmt).c_str(), device);
+            device_guard guard(device);
+            if (fmt == "int8")
+                launch_unpack_int8(src, dst, n, stream);
+            else if (fmt == "int4")
+                launch_unpack_int4(src, dst, n, stream);
+            else if (fmt == "int10")
+                launch_unpack_int10(src, dst, n, stream);
+            else if (fmt == "cint8")
+                launch_unpack_cint8(src, dst, n, stream);
+            else
+                throw py::value_error("unknown sample format " + fmt);
+        },
+        "fmt"_a, "src"_a, "dst"_a, "n"_a, "stream"_a, "device"_a = 0);
 }
 
 } // namespace spead2gpu::gpu

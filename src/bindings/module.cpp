@@ -1,5 +1,8 @@
 #include "bindings/py_common.h"
-namespace spead2gpu::gpu { void register_gpu(py::module_ &parent); }
+namespace spead2gpu::gpu
+{
+void register_gpu(py::module_ &parent);
+}
 
 PYBIND11_MODULE(_spead2, m)
 {

@@ -20,13 +20,14 @@ namespace spead2gpu
  * destroy it. (Chunks holding Python buffers use the ring pair's graveyard
  * instead: they are destroyed by their Python owner.)
  */
-template <typename T>
-std::shared_ptr<T> make_gil_safe(T *p)
+template <typename T> std::shared_ptr<T> make_gil_safe(T *p)
 {
-    return std::shared_ptr<T>(p, [](T *v) {
-        py::gil_scoped_acquire gil;
-        delete v;
-    });
+    return std::shared_ptr<T>(p,
+                              [](T *v)
+                              {
+                                  py::gil_scoped_acquire gil;
+                                  delete v;
+                              });
 }
 
 /**
@@ -51,8 +52,7 @@ std::shared_ptr<py_buffer_view> request_buffer_view(const py::object &obj, bool 
  * construct, then assign each keyword to the property of that name.
  * An unknown keyword raises TypeError.
  */
-template <typename T>
-T from_kwargs(const py::kwargs &kwargs)
+template <typename T> T from_kwargs(const py::kwargs &kwargs)
 {
     py::object obj = py::cast(T());
     py::object type = py::type::of(obj);
@@ -60,8 +60,7 @@ T from_kwargs(const py::kwargs &kwargs)
     for (auto item : kwargs)
     {
         std::string key = item.first.cast<std::string>();
-        if (!py::hasattr(type, key.c_str())
-            || !py::isinstance(type.attr(key.c_str()), property))
+        if (!py::hasattr(type, key.c_str()) || !py::isinstance(type.attr(key.c_str()), property))
             throw py::type_error("got an unexpected keyword argument '" + key + "'");
         obj.attr(key.c_str()) = item.second;
     }
@@ -79,8 +78,7 @@ constexpr std::chrono::milliseconds signal_check_interval{50};
  * propagates. Waking for stop() from another thread is @a attempt's job (a
  * stopped ring throws ringbuffer_stopped at once).
  */
-template <typename Attempt>
-auto wait_interruptible(Attempt &&attempt)
+template <typename Attempt> auto wait_interruptible(Attempt &&attempt)
 {
     while (true)
     {

@@ -37,8 +37,7 @@ using namespace pybind11::literals;
 namespace spead2gpu
 {
 /// A Python socket.socket of a given type (SOCK_DGRAM or SOCK_STREAM), open.
-template <int Type>
-struct python_socket
+template <int Type> struct python_socket
 {
     py::object obj;
     int fd = -1;
@@ -53,8 +52,7 @@ namespace detail
  * Accepts only an open socket.socket of the right type, so that anything
  * else is an overload mismatch (TypeError), as in spead2.
  */
-template <int Type>
-struct type_caster<spead2gpu::python_socket<Type>>
+template <int Type> struct type_caster<spead2gpu::python_socket<Type>>
 {
     PYBIND11_TYPE_CASTER(spead2gpu::python_socket<Type>, const_name("socket.socket"));
 
@@ -138,7 +136,7 @@ struct py_heap_reference
 struct py_heap_reference_list
 {
     std::vector<heap_reference> refs;
-    std::vector<py::object> heaps;   ///< keeps the Heap objects alive
+    std::vector<py::object> heaps; ///< keeps the Heap objects alive
 
     py_heap_reference_list() = default;
     explicit py_heap_reference_list(const std::vector<py_heap_reference> &in)
@@ -168,8 +166,9 @@ class py_packet_generator
     packet_buffer buf;
 
 public:
-    py_packet_generator(const heap &h, item_pointer_t cnt, std::size_t max_packet_size)
-        : gen(h, cnt, max_packet_size) {}
+    py_packet_generator(const heap &h, item_pointer_t cnt, std::size_t max_packet_size) : gen(h, cnt, max_packet_size)
+    {
+    }
 
     py::bytes next()
     {
@@ -221,15 +220,20 @@ item_pointer_t sync_send(stream &s, const heap_reference *refs, std::size_t n, g
     auto state = std::make_shared<sync_state>();
     {
         py::gil_scoped_release release;
-        s.async_send_heaps(refs, n, [state](const std::error_code &ec, item_pointer_t bytes) {
-            std::lock_guard<std::mutex> lock(state->mutex);
-            state->ec = ec;
-            state->bytes = bytes;
-            state->done = true;
-            state->cond.notify_all();
-        }, mode);
+        s.async_send_heaps(
+            refs, n,
+            [state](const std::error_code &ec, item_pointer_t bytes)
+            {
+                std::lock_guard<std::mutex> lock(state->mutex);
+                state->ec = ec;
+                state->bytes = bytes;
+                state->done = true;
+                state->cond.notify_all();
+            },
+            mode);
     }
-    auto finished = [&](auto timeout) {
+    auto finished = [&](auto timeout)
+    {
         std::unique_lock<std::mutex> lock(state->mutex);
         return state->cond.wait_for(lock, timeout, [&] { return state->done; });
     };
@@ -266,7 +270,7 @@ public:
     struct entry
     {
         py::object callback;
-        std::vector<py::object> refs;   ///< heaps (and containers) kept alive
+        std::vector<py::object> refs; ///< heaps (and containers) kept alive
         std::error_code ec;
         item_pointer_t bytes = 0;
     };
@@ -366,8 +370,8 @@ public:
         }
     }
 
-    bool async_send_heap(py::object heap_obj, py::object callback,
-                         s_item_pointer_t cnt, std::size_t substream_index, double rate)
+    bool async_send_heap(py::object heap_obj, py::object callback, s_item_pointer_t cnt, std::size_t substream_index,
+                         double rate)
     {
         const heap &h = heap_obj.cast<const heap &>();
         auto *e = new callback_queue::entry{std::move(callback), {std::move(heap_obj)}, {}, 0};
@@ -377,13 +381,13 @@ public:
         }
         catch (...)
         {
-            delete e;   // the handler is not called when async_send_heaps throws
+            delete e; // the handler is not called when async_send_heaps throws
             throw;
         }
     }
 
-    bool async_send_heaps(const std::vector<heap_reference> &refs, std::vector<py::object> keep,
-                          py::object callback, group_mode mode)
+    bool async_send_heaps(const std::vector<heap_reference> &refs, std::vector<py::object> keep, py::object callback,
+                          group_mode mode)
     {
         auto *e = new callback_queue::entry{std::move(callback), std::move(keep), {}, 0};
         try
@@ -411,8 +415,8 @@ public:
 class py_inproc_stream : public py_stream
 {
 public:
-    py_inproc_stream(std::shared_ptr<thread_pool> pool,
-                     std::vector<std::shared_ptr<inproc_queue>> queues, const stream_config &config)
+    py_inproc_stream(std::shared_ptr<thread_pool> pool, std::vector<std::shared_ptr<inproc_queue>> queues,
+                     const stream_config &config)
     {
         s = std::make_unique<inproc_stream>(std::move(pool), std::move(queues), config);
     }
@@ -425,8 +429,7 @@ public:
 class py_inproc_stream_asyncio : public py_asyncio_stream
 {
 public:
-    py_inproc_stream_asyncio(std::shared_ptr<thread_pool> pool,
-                             std::vector<std::shared_ptr<inproc_queue>> queues,
+    py_inproc_stream_asyncio(std::shared_ptr<thread_pool> pool, std::vector<std::shared_ptr<inproc_queue>> queues,
                              const stream_config &config)
     {
         s = std::make_unique<inproc_stream>(std::move(pool), std::move(queues), config);
@@ -456,12 +459,10 @@ std::vector<socket_address> resolve_endpoints(const endpoint_list &endpoints)
  * A stream class over a transport writer. @a Tag only makes each Python
  * class a distinct C++ type.
  */
-template <typename Base, int Tag>
-class py_network_stream : public Base
+template <typename Base, int Tag> class py_network_stream : public Base
 {
 public:
-    py_network_stream(std::shared_ptr<thread_pool> pool, const stream_config &config,
-                      std::unique_ptr<writer> w)
+    py_network_stream(std::shared_ptr<thread_pool> pool, const stream_config &config, std::unique_ptr<writer> w)
     {
         this->s = std::make_unique<stream>(std::move(pool), config, std::move(w));
     }
@@ -485,8 +486,7 @@ std::unique_ptr<tcp_writer> connect_tcp(const endpoint_list &endpoints, std::siz
     try
     {
         py::gil_scoped_release release;
-        return std::make_unique<tcp_writer>(peer, buffer_size,
-                                            interface_address.empty() ? nullptr : &iface, async);
+        return std::make_unique<tcp_writer>(peer, buffer_size, interface_address.empty() ? nullptr : &iface, async);
     }
     catch (std::system_error &e)
     {
@@ -498,7 +498,8 @@ std::unique_ptr<tcp_writer> connect_tcp(const endpoint_list &endpoints, std::siz
 tcp_writer::connect_handler make_connect_handler(py::object callback)
 {
     auto holder = make_gil_safe(new py::object(std::move(callback)));
-    return [holder](const std::error_code &ec) {
+    return [holder](const std::error_code &ec)
+    {
         py::gil_scoped_acquire gil;
         try
         {
@@ -518,67 +519,71 @@ tcp_writer::connect_handler make_connect_handler(py::object callback)
 }
 
 /// The UdpStream / UdpStreamAsyncio constructors (spead2's five overloads).
-template <typename T, typename Cls>
-void add_udp_constructors(Cls &cls)
+template <typename T, typename Cls> void add_udp_constructors(Cls &cls)
 {
-    cls.def(py::init([](std::shared_ptr<thread_pool> pool, const endpoint_list &endpoints,
-                        const stream_config &config, std::size_t buffer_size,
-                        const std::string &interface_address) {
-                auto eps = resolve_endpoints(endpoints);
-                std::unique_ptr<udp_writer> w;
-                if (interface_address.empty())
-                    w = std::make_unique<udp_writer>(eps, buffer_size);
-                else
+    cls.def(py::init(
+                [](std::shared_ptr<thread_pool> pool, const endpoint_list &endpoints, const stream_config &config,
+                   std::size_t buffer_size, const std::string &interface_address)
                 {
-                    socket_address iface = resolve_address(interface_address, 0);
-                    w = std::make_unique<udp_writer>(eps, buffer_size, &iface);
-                }
-                return new T(std::move(pool), config, std::move(w));
-            }),
+                    auto eps = resolve_endpoints(endpoints);
+                    std::unique_ptr<udp_writer> w;
+                    if (interface_address.empty())
+                        w = std::make_unique<udp_writer>(eps, buffer_size);
+                    else
+                    {
+                        socket_address iface = resolve_address(interface_address, 0);
+                        w = std::make_unique<udp_writer>(eps, buffer_size, &iface);
+                    }
+                    return new T(std::move(pool), config, std::move(w));
+                }),
             py::arg("thread_pool").none(false), "endpoints"_a, "config"_a = stream_config(),
             "buffer_size"_a = udp_writer::default_buffer_size, "interface_address"_a = "");
-    cls.def(py::init([](std::shared_ptr<thread_pool> pool, const endpoint_list &endpoints,
-                        const stream_config &config, std::size_t buffer_size, int ttl) {
-                auto w = std::make_unique<udp_writer>(resolve_endpoints(endpoints), buffer_size, ttl);
-                return new T(std::move(pool), config, std::move(w));
-            }),
+    cls.def(py::init(
+                [](std::shared_ptr<thread_pool> pool, const endpoint_list &endpoints, const stream_config &config,
+                   std::size_t buffer_size, int ttl)
+                {
+                    auto w = std::make_unique<udp_writer>(resolve_endpoints(endpoints), buffer_size, ttl);
+                    return new T(std::move(pool), config, std::move(w));
+                }),
             py::arg("thread_pool").none(false), "endpoints"_a, "config"_a = stream_config(),
             "buffer_size"_a = udp_writer::default_buffer_size, "ttl"_a);
-    cls.def(py::init([](std::shared_ptr<thread_pool> pool, const endpoint_list &endpoints,
-                        const stream_config &config, std::size_t buffer_size, int ttl,
-                        const std::string &interface_address) {
-                socket_address iface = resolve_address(interface_address, 0);
-                auto w = std::make_unique<udp_writer>(resolve_endpoints(endpoints), buffer_size, ttl, iface);
-                return new T(std::move(pool), config, std::move(w));
-            }),
+    cls.def(py::init(
+                [](std::shared_ptr<thread_pool> pool, const endpoint_list &endpoints, const stream_config &config,
+                   std::size_t buffer_size, int ttl, const std::string &interface_address)
+                {
+                    socket_address iface = resolve_address(interface_address, 0);
+                    auto w = std::make_unique<udp_writer>(resolve_endpoints(endpoints), buffer_size, ttl, iface);
+                    return new T(std::move(pool), config, std::move(w));
+                }),
             py::arg("thread_pool").none(false), "endpoints"_a, "config"_a = stream_config(),
             "buffer_size"_a = udp_writer::default_buffer_size, "ttl"_a, "interface_address"_a);
-    cls.def(py::init([](std::shared_ptr<thread_pool> pool, const endpoint_list &endpoints,
-                        const stream_config &config, std::size_t buffer_size, int ttl,
-                        unsigned int interface_index) {
-                auto w = std::make_unique<udp_writer>(resolve_endpoints(endpoints), buffer_size, ttl,
-                                                      interface_index);
-                return new T(std::move(pool), config, std::move(w));
-            }),
+    cls.def(py::init(
+                [](std::shared_ptr<thread_pool> pool, const endpoint_list &endpoints, const stream_config &config,
+                   std::size_t buffer_size, int ttl, unsigned int interface_index)
+                {
+                    auto w =
+                        std::make_unique<udp_writer>(resolve_endpoints(endpoints), buffer_size, ttl, interface_index);
+                    return new T(std::move(pool), config, std::move(w));
+                }),
             py::arg("thread_pool").none(false), "endpoints"_a, "config"_a = stream_config(),
             "buffer_size"_a = udp_writer::default_buffer_size, "ttl"_a, "interface_index"_a);
-    cls.def(py::init([](std::shared_ptr<thread_pool> pool, const python_socket<SOCK_DGRAM> &sock,
-                        const endpoint_list &endpoints, const stream_config &config) {
-                auto w = std::make_unique<udp_writer>(sock.fd, resolve_endpoints(endpoints));
-                return new T(std::move(pool), config, std::move(w));
-            }),
+    cls.def(py::init(
+                [](std::shared_ptr<thread_pool> pool, const python_socket<SOCK_DGRAM> &sock,
+                   const endpoint_list &endpoints, const stream_config &config)
+                {
+                    auto w = std::make_unique<udp_writer>(sock.fd, resolve_endpoints(endpoints));
+                    return new T(std::move(pool), config, std::move(w));
+                }),
             py::arg("thread_pool").none(false), "socket"_a, "endpoints"_a, "config"_a = stream_config());
     cls.attr("DEFAULT_BUFFER_SIZE") = py::int_(udp_writer::default_buffer_size);
 }
 
 /// The TcpStream (socket) constructor shared by the sync and asyncio classes.
-template <typename T, typename Cls>
-void add_tcp_socket_constructor(Cls &cls)
+template <typename T, typename Cls> void add_tcp_socket_constructor(Cls &cls)
 {
     cls.def(py::init([](std::shared_ptr<thread_pool> pool, const python_socket<SOCK_STREAM> &sock,
-                        const stream_config &config) {
-                return new T(std::move(pool), config, std::make_unique<tcp_writer>(sock.fd));
-            }),
+                        const stream_config &config)
+                     { return new T(std::move(pool), config, std::make_unique<tcp_writer>(sock.fd)); }),
             py::arg("thread_pool").none(false), "socket"_a, "config"_a = stream_config());
     cls.attr("DEFAULT_BUFFER_SIZE") = py::int_(tcp_writer::default_buffer_size);
 }
@@ -586,67 +591,67 @@ void add_tcp_socket_constructor(Cls &cls)
 /* -------------------------------------------------- method registration */
 
 /// send_heap / send_heaps on a synchronous stream class.
-template <typename T, typename Cls>
-void add_sync_methods(Cls &cls)
+template <typename T, typename Cls> void add_sync_methods(Cls &cls)
 {
-    cls.def("send_heap",
-            [](T &self, const heap &h, s_item_pointer_t cnt, std::size_t substream_index, double rate) {
-                heap_reference ref;
-                ref.h = &h;
-                ref.cnt = cnt;
-                ref.substream_index = substream_index;
-                ref.rate = rate;
-                return sync_send(*self.s, &ref, 1, group_mode::ROUND_ROBIN);
-            },
-            "heap"_a, "cnt"_a = -1, "substream_index"_a = 0, "rate"_a = -1.0);
-    cls.def("send_heaps",
-            [](T &self, const py_heap_reference_list &heaps, group_mode mode) {
-                return sync_send(*self.s, heaps.refs.data(), heaps.refs.size(), mode);
-            },
-            "heaps"_a, "mode"_a);
-    cls.def("send_heaps",
-            [](T &self, const std::vector<py_heap_reference> &heaps, group_mode mode) {
-                std::vector<heap_reference> refs;
-                refs.reserve(heaps.size());
-                for (const auto &r : heaps)
-                    refs.push_back(r.to_core());
-                return sync_send(*self.s, refs.data(), refs.size(), mode);
-            },
-            "heaps"_a, "mode"_a);
+    cls.def(
+        "send_heap",
+        [](T &self, const heap &h, s_item_pointer_t cnt, std::size_t substream_index, double rate)
+        {
+            heap_reference ref;
+            ref.h = &h;
+            ref.cnt = cnt;
+            ref.substream_index = substream_index;
+            ref.rate = rate;
+            return sync_send(*self.s, &ref, 1, group_mode::ROUND_ROBIN);
+        },
+        "heap"_a, "cnt"_a = -1, "substream_index"_a = 0, "rate"_a = -1.0);
+    cls.def(
+        "send_heaps", [](T &self, const py_heap_reference_list &heaps, group_mode mode)
+        { return sync_send(*self.s, heaps.refs.data(), heaps.refs.size(), mode); }, "heaps"_a, "mode"_a);
+    cls.def(
+        "send_heaps",
+        [](T &self, const std::vector<py_heap_reference> &heaps, group_mode mode)
+        {
+            std::vector<heap_reference> refs;
+            refs.reserve(heaps.size());
+            for (const auto &r : heaps)
+                refs.push_back(r.to_core());
+            return sync_send(*self.s, refs.data(), refs.size(), mode);
+        },
+        "heaps"_a, "mode"_a);
 }
 
 /// async_send_heap(s), fd, flush, process_callbacks on an asyncio stream class.
-template <typename T, typename Cls>
-void add_asyncio_methods(Cls &cls)
+template <typename T, typename Cls> void add_asyncio_methods(Cls &cls)
 {
-    cls.def("async_send_heap", [](T &self, py::object heap, py::object callback,
-                                  s_item_pointer_t cnt, std::size_t substream_index, double rate) {
-                return self.async_send_heap(std::move(heap), std::move(callback), cnt, substream_index, rate);
-            },
-            "heap"_a, "callback"_a, "cnt"_a = -1, "substream_index"_a = 0, "rate"_a = -1.0);
-    cls.def("async_send_heaps",
-            [](T &self, const py_heap_reference_list &heaps, py::object callback, group_mode mode) {
-                return self.async_send_heaps(heaps.refs, heaps.heaps, std::move(callback), mode);
-            },
-            "heaps"_a, "callback"_a, "mode"_a);
-    cls.def("async_send_heaps",
-            [](T &self, const std::vector<py_heap_reference> &heaps, py::object callback, group_mode mode) {
-                std::vector<heap_reference> refs;
-                std::vector<py::object> keep;
-                refs.reserve(heaps.size());
-                keep.reserve(heaps.size());
-                for (const auto &r : heaps)
-                {
-                    refs.push_back(r.to_core());
-                    keep.push_back(r.heap_obj);
-                }
-                return self.async_send_heaps(refs, std::move(keep), std::move(callback), mode);
-            },
-            "heaps"_a, "callback"_a, "mode"_a);
+    cls.def(
+        "async_send_heap",
+        [](T &self, py::object heap, py::object callback, s_item_pointer_t cnt, std::size_t substream_index,
+           double rate)
+        { return self.async_send_heap(std::move(heap), std::move(callback), cnt, substream_index, rate); },
+        "heap"_a, "callback"_a, "cnt"_a = -1, "substream_index"_a = 0, "rate"_a = -1.0);
+    cls.def(
+        "async_send_heaps", [](T &self, const py_heap_reference_list &heaps, py::object callback, group_mode mode)
+        { return self.async_send_heaps(heaps.refs, heaps.heaps, std::move(callback), mode); }, "heaps"_a, "callback"_a,
+        "mode"_a);
+    cls.def(
+        "async_send_heaps",
+        [](T &self, const std::vector<py_heap_reference> &heaps, py::object callback, group_mode mode)
+        {
+            std::vector<heap_reference> refs;
+            std::vector<py::object> keep;
+            refs.reserve(heaps.size());
+            keep.reserve(heaps.size());
+            for (const auto &r : heaps)
+            {
+                refs.push_back(r.to_core());
+                keep.push_back(r.heap_obj);
+            }
+            return self.async_send_heaps(refs, std::move(keep), std::move(callback), mode);
+        },
+        "heaps"_a, "callback"_a, "mode"_a);
     cls.def_property_readonly("fd", [](const T &self) { return self.callbacks.fd(); });
-    cls.def("flush", [](T &self) {
-        wait_interruptible([&](auto timeout) { return self.s->flush_for(timeout); });
-    });
+    cls.def("flush", [](T &self) { wait_interruptible([&](auto timeout) { return self.s->flush_for(timeout); }); });
     cls.def("process_callbacks", [](T &self) { self.callbacks.process(); });
 }
 
@@ -671,25 +676,32 @@ void register_send(py::module_ &m)
         .def(py::init<const flavour &>(), "flavour"_a = flavour())
         .def_property_readonly("flavour", &heap::get_flavour)
         .def_property("repeat_pointers", &heap::get_repeat_pointers, &heap::set_repeat_pointers)
-        .def("add_item", [](heap &h, py::object item) {
+        .def(
+            "add_item",
+            [](heap &h, py::object item)
+            {
                 auto id = item.attr("id").cast<s_item_pointer_t>();
                 py::object buffer = item.attr("to_buffer")();
                 bool allow_immediate = item.attr("allow_immediate")().cast<bool>();
                 auto view = request_buffer_view(buffer);
                 h.add_item(item_pointer_t(id), view->data(), view->size(), allow_immediate);
                 h.add_keepalive(std::move(view));
-            }, "item"_a)
-        .def("add_descriptor", [](heap &h, py::object descriptor_obj) {
+            },
+            "item"_a)
+        .def(
+            "add_descriptor",
+            [](heap &h, py::object descriptor_obj)
+            {
                 py::object raw = descriptor_obj.attr("to_raw")(h.get_flavour());
                 h.add_descriptor(raw.cast<descriptor>());
-            }, "descriptor"_a)
+            },
+            "descriptor"_a)
         .def("add_start", &heap::add_start)
         .def("add_end", &heap::add_end);
 
     py::class_<py_heap_reference>(m, "HeapReference", "A heap with its send parameters")
-        .def(py::init([](const heap &h, s_item_pointer_t cnt, std::size_t substream_index, double rate) {
-                 return py_heap_reference{heap_object(h), cnt, substream_index, rate};
-             }),
+        .def(py::init([](const heap &h, s_item_pointer_t cnt, std::size_t substream_index, double rate)
+                      { return py_heap_reference{heap_object(h), cnt, substream_index, rate}; }),
              "heap"_a, py::kw_only(), "cnt"_a = -1, "substream_index"_a = 0, "rate"_a = -1.0)
         .def_property_readonly("heap", [](const py_heap_reference &r) { return r.heap_obj; })
         .def_readwrite("cnt", &py_heap_reference::cnt)
@@ -699,49 +711,52 @@ void register_send(py::module_ &m)
     py::class_<py_heap_reference_list>(m, "HeapReferenceList", "An immutable list of heap references")
         .def(py::init<const std::vector<py_heap_reference> &>(), "heaps"_a)
         .def("__len__", [](const py_heap_reference_list &l) { return l.refs.size(); })
-        .def("__getitem__", [](const py_heap_reference_list &l, const py::slice &slice) {
-            std::size_t start, stop, step, length;
-            if (!slice.compute(l.refs.size(), &start, &stop, &step, &length))
-                throw py::error_already_set();
-            py_heap_reference_list out;
-            out.refs.reserve(length);
-            out.heaps.reserve(length);
-            for (std::size_t i = 0; i < length; i++, start += step)
-            {
-                out.refs.push_back(l.refs[start]);
-                out.heaps.push_back(l.heaps[start]);
-            }
-            return out;
-        });
+        .def("__getitem__",
+             [](const py_heap_reference_list &l, const py::slice &slice)
+             {
+                 std::size_t start, stop, step, length;
+                 if (!slice.compute(l.refs.size(), &start, &stop, &step, &length))
+                     throw py::error_already_set();
+                 py_heap_reference_list out;
+                 out.refs.reserve(length);
+                 out.heaps.reserve(length);
+                 for (std::size_t i = 0; i < length; i++, start += step)
+                 {
+                     out.refs.push_back(l.refs[start]);
+                     out.heaps.push_back(l.heaps[start]);
+                 }
+                 return out;
+             });
 
     py::class_<py_packet_generator>(m, "PacketGenerator", "Iterate over the packets of a heap")
-        .def(py::init<const heap &, item_pointer_t, std::size_t>(),
-             "heap"_a, "cnt"_a, "max_packet_size"_a, py::keep_alive<1, 2>())
+        .def(py::init<const heap &, item_pointer_t, std::size_t>(), "heap"_a, "cnt"_a, "max_packet_size"_a,
+             py::keep_alive<1, 2>())
         .def("__iter__", [](py::object self) { return self; })
         .def("__next__", &py_packet_generator::next);
 
     auto config_cls = py::class_<stream_config>(m, "StreamConfig", "Send stream configuration");
     config_cls
-        .def(py::init([](py::kwargs kwargs) {
-            static const char *const names[] = {
-                "max_packet_size", "rate", "burst_size", "max_heaps", "burst_rate_ratio", "rate_method"};
-            py::object obj = py::cast(stream_config());
-            for (auto item : kwargs)
+        .def(py::init(
+            [](py::kwargs kwargs)
             {
-                std::string key = py::str(item.first);
-                bool known = false;
-                for (const char *name : names)
-                    known = known || key == name;
-                if (!known)
-                    throw py::type_error("got an unexpected keyword argument");
-                obj.attr(key.c_str()) = item.second;
-            }
-            return obj.cast<stream_config>();
-        }))
+                static const char *const names[] = {"max_packet_size",  "rate",       "burst_size", "max_heaps",
+                                                    "burst_rate_ratio", "rate_method"};
+                py::object obj = py::cast(stream_config());
+                for (auto item : kwargs)
+                {
+                    std::string key = py::str(item.first);
+                    bool known = false;
+                    for (const char *name : names)
+                        known = known || key == name;
+                    if (!known)
+                        throw py::type_error("got an unexpected keyword argument");
+                    obj.attr(key.c_str()) = item.second;
+                }
+                return obj.cast<stream_config>();
+            }))
         .def_property("max_packet_size", &stream_config::get_max_packet_size,
                       [](stream_config &c, std::size_t v) { c.set_max_packet_size(v); })
-        .def_property("rate", &stream_config::get_rate,
-                      [](stream_config &c, double v) { c.set_rate(v); })
+        .def_property("rate", &stream_config::get_rate, [](stream_config &c, double v) { c.set_rate(v); })
         .def_property("burst_size", &stream_config::get_burst_size,
                       [](stream_config &c, std::size_t v) { c.set_burst_size(v); })
         .def_property("max_heaps", &stream_config::get_max_heaps,
@@ -758,36 +773,33 @@ void register_send(py::module_ &m)
     config_cls.attr("DEFAULT_RATE_METHOD") = py::cast(stream_config::default_rate_method);
 
     py::class_<py_stream>(m, "Stream", "Base class of the send streams")
-        .def("set_cnt_sequence", [](py_stream &self, item_pointer_t next, item_pointer_t step) {
-                self.s->set_cnt_sequence(next, step);
-            }, "next"_a, "step"_a)
-        .def_property_readonly("num_substreams", [](const py_stream &self) {
-            return self.s->get_num_substreams();
-        });
+        .def(
+            "set_cnt_sequence", [](py_stream &self, item_pointer_t next, item_pointer_t step)
+            { self.s->set_cnt_sequence(next, step); }, "next"_a, "step"_a)
+        .def_property_readonly("num_substreams", [](const py_stream &self) { return self.s->get_num_substreams(); });
 
-    auto bytes_cls = py::class_<py_bytes_stream, py_stream>(m, "BytesStream",
-                                                            "Stream that collects packets in memory");
+    auto bytes_cls = py::class_<py_bytes_stream, py_stream>(m, "BytesStream", "Stream that collects packets in memory");
     bytes_cls
-        .def(py::init<std::shared_ptr<thread_pool>, const stream_config &>(),
-             py::arg("thread_pool").none(false), "config"_a = stream_config())
+        .def(py::init<std::shared_ptr<thread_pool>, const stream_config &>(), py::arg("thread_pool").none(false),
+             "config"_a = stream_config())
         .def("getvalue", [](const py_bytes_stream &self) { return py::bytes(self.getvalue()); });
     add_sync_methods<py_bytes_stream>(bytes_cls);
 
-    auto inproc_cls = py::class_<py_inproc_stream, py_stream>(m, "InprocStream",
-                                                              "Stream that sends to in-process queues");
+    auto inproc_cls =
+        py::class_<py_inproc_stream, py_stream>(m, "InprocStream", "Stream that sends to in-process queues");
     inproc_cls
-        .def(py::init<std::shared_ptr<thread_pool>, std::vector<std::shared_ptr<inproc_queue>>,
-                      const stream_config &>(),
-             py::arg("thread_pool").none(false), "queues"_a, "config"_a = stream_config())
+        .def(
+            py::init<std::shared_ptr<thread_pool>, std::vector<std::shared_ptr<inproc_queue>>, const stream_config &>(),
+            py::arg("thread_pool").none(false), "queues"_a, "config"_a = stream_config())
         .def_property_readonly("queues", &py_inproc_stream::get_queues);
     add_sync_methods<py_inproc_stream>(inproc_cls);
 
     auto inproc_async_cls = py::class_<py_inproc_stream_asyncio, py_stream>(
         m, "InprocStreamAsyncio", "Asyncio variant of InprocStream (callback interface)");
     inproc_async_cls
-        .def(py::init<std::shared_ptr<thread_pool>, std::vector<std::shared_ptr<inproc_queue>>,
-                      const stream_config &>(),
-             py::arg("thread_pool").none(false), "queues"_a, "config"_a = stream_config())
+        .def(
+            py::init<std::shared_ptr<thread_pool>, std::vector<std::shared_ptr<inproc_queue>>, const stream_config &>(),
+            py::arg("thread_pool").none(false), "queues"_a, "config"_a = stream_config())
         .def_property_readonly("queues", &py_inproc_stream_asyncio::get_queues);
     add_asyncio_methods<py_inproc_stream_asyncio>(inproc_async_cls);
 
@@ -802,12 +814,13 @@ void register_send(py::module_ &m)
 
     auto tcp_cls = py::class_<py_tcp_stream, py_stream>(m, "TcpStream", "Stream that sends over a TCP connection");
     add_tcp_socket_constructor<py_tcp_stream>(tcp_cls);
-    tcp_cls.def(py::init([](std::shared_ptr<thread_pool> pool, const endpoint_list &endpoints,
-                            const stream_config &config, std::size_t buffer_size,
-                            const std::string &interface_address) {
-                    auto w = connect_tcp(endpoints, buffer_size, interface_address, false);
-                    return new py_tcp_stream(std::move(pool), config, std::move(w));
-                }),
+    tcp_cls.def(py::init(
+                    [](std::shared_ptr<thread_pool> pool, const endpoint_list &endpoints, const stream_config &config,
+                       std::size_t buffer_size, const std::string &interface_address)
+                    {
+                        auto w = connect_tcp(endpoints, buffer_size, interface_address, false);
+                        return new py_tcp_stream(std::move(pool), config, std::move(w));
+                    }),
                 py::arg("thread_pool").none(false), "endpoints"_a, "config"_a = stream_config(),
                 "buffer_size"_a = tcp_writer::default_buffer_size, "interface_address"_a = "");
     add_sync_methods<py_tcp_stream>(tcp_cls);
@@ -815,26 +828,26 @@ void register_send(py::module_ &m)
     auto tcp_async_cls = py::class_<py_tcp_stream_asyncio, py_stream>(
         m, "TcpStreamAsyncio", "Asyncio variant of TcpStream (callback interface)");
     add_tcp_socket_constructor<py_tcp_stream_asyncio>(tcp_async_cls);
-    tcp_async_cls.def(py::init([](py::object callback, std::shared_ptr<thread_pool> pool,
-                                  const endpoint_list &endpoints, const stream_config &config,
-                                  std::size_t buffer_size, const std::string &interface_address) {
-                          auto w = connect_tcp(endpoints, buffer_size, interface_address, true);
-                          tcp_writer &tw = *w;
-                          auto *out = new py_tcp_stream_asyncio(std::move(pool), config, std::move(w));
-                          try
+    tcp_async_cls.def(py::init(
+                          [](py::object callback, std::shared_ptr<thread_pool> pool, const endpoint_list &endpoints,
+                             const stream_config &config, std::size_t buffer_size, const std::string &interface_address)
                           {
-                              tw.start_connect(make_connect_handler(std::move(callback)));
-                          }
-                          catch (...)
-                          {
-                              delete out;
-                              throw;
-                          }
-                          return out;
-                      }),
-                      "callback"_a, py::arg("thread_pool").none(false), "endpoints"_a,
-                      "config"_a = stream_config(), "buffer_size"_a = tcp_writer::default_buffer_size,
-                      "interface_address"_a = "");
+                              auto w = connect_tcp(endpoints, buffer_size, interface_address, true);
+                              tcp_writer &tw = *w;
+                              auto *out = new py_tcp_stream_asyncio(std::move(pool), config, std::move(w));
+                              try
+                              {
+                                  tw.start_connect(make_connect_handler(std::move(callback)));
+                              }
+                              catch (...)
+                              {
+                                  delete out;
+                                  throw;
+                              }
+                              return out;
+                          }),
+                      "callback"_a, py::arg("thread_pool").none(false), "endpoints"_a, "config"_a = stream_config(),
+                      "buffer_size"_a = tcp_writer::default_buffer_size, "interface_address"_a = "");
     add_asyncio_methods<py_tcp_stream_asyncio>(tcp_async_cls);
 }
 

@@ -25,17 +25,23 @@ inline unsigned grid_for(std::size_t work)
     return unsigned(std::max<std::size_t>(1, std::min<std::size_t>(blocks, 65536)));
 }
 
-inline cudaStream_t to_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
+inline cudaStream_t to_stream(std::uintptr_t s)
+{
+    return reinterpret_cast<cudaStream_t>(s);
+}
 
 void check_launch(const char *name)
 {
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess)
-        throw cuda_error(std::string(name) + " launch failed: " + cudaGetErrorName(err) + ": "
-                         + cudaGetErrorString(err));
+        throw cuda_error(std::string(name) + " launch failed: " + cudaGetErrorName(err) + ": " +
+                         cudaGetErrorString(err));
 }
 
-__device__ __forceinline__ int sext10(unsigned v) { return int(v ^ 0x200u) - 0x200; }
+__device__ __forceinline__ int sext10(unsigned v)
+{
+    return int(v ^ 0x200u) - 0x200;
+}
 
 __global__ void zero_missing_kernel(unsigned char *data, const unsigned char *present, std::size_t n_heaps,
                                     std::size_t heap_bytes, std::size_t stride)
@@ -90,8 +96,8 @@ __global__ void unpack_int4_vec(const unsigned short *src, float4 *dst, std::siz
         unsigned short w = src[i];
         signed char b0 = static_cast<signed char>(w & 0xff);
         signed char b1 = static_cast<signed char>(w >> 8);
-        dst[i] = make_float4(b0 >> 4, static_cast<signed char>(b0 << 4) >> 4,
-                             b1 >> 4, static_cast<signed char>(b1 << 4) >> 4);
+        dst[i] = make_float4(b0 >> 4, static_cast<signed char>(b0 << 4) >> 4, b1 >> 4,
+                             static_cast<signed char>(b1 << 4) >> 4);
     }
 }
 
@@ -112,11 +118,9 @@ __global__ void unpack_int10_kernel(const unsigned char *src, float *dst, std::s
          g += std::size_t(gridDim.x) * blockDim.x)
     {
         const unsigned char *p = src + 5 * g;
-        unsigned long long v = (static_cast<unsigned long long>(p[0]) << 32)
-                               | (static_cast<unsigned long long>(p[1]) << 24)
-                               | (static_cast<unsigned long long>(p[2]) << 16)
-                               | (static_cast<unsigned long long>(p[3]) << 8)
-                               | static_cast<unsigned long long>(p[4]);
+        unsigned long long v = (static_cast<unsigned long long>(p[0]) << 32) |
+            (static_cast<unsigned long long>(p[1]) << 24) | (static_cast<unsigned long long>(p[2]) << 16) |
+            (static_cast<unsigned long long>(p[3]) << 8) | static_cast<unsigned long long>(p[4]);
         float s0 = float(sext10(unsigned(v >> 30) & 0x3ffu));
         float s1 = float(sext10(unsigned(v >> 20) & 0x3ffu));
         float s2 = float(sext10(unsigned(v >> 10) & 0x3ffu));
@@ -133,20 +137,23 @@ __global__ void unpack_int10_kernel(const unsigned char *src, float *dst, std::s
     }
 }
 
-inline bool aligned(std::uintptr_t p, std::uintptr_t a) { return (p & (a - 1)) == 0; }
+inline bool aligned(std::uintptr_t p, std::uintptr_t a)
+{
+    return (p & (a - 1)) == 0;
+}
 
 } // namespace
 
-void launch_zero_missing(std::uintptr_t data, std::uintptr_t present, std::size_t n_heaps,
-                         std::size_t heap_bytes, std::size_t present_stride, std::uintptr_t stream)
+void launch_zero_missing(std::uintptr_t data, std::uintptr_t present, std::size_t n_heaps, std::size_t heap_bytes,
+                         std::size_t present_stride, std::uintptr_t stream)
 {
     if (n_heaps == 0 || heap_bytes == 0)
         return;
     dim3 grid(unsigned(std::min<std::size_t>((heap_bytes / 16 + block_size - 1) / block_size + 1, 64)),
               unsigned(std::min<std::size_t>(n_heaps, 65535)));
-    zero_missing_kernel<<<grid, block_size, 0, to_stream(stream)>>>(
-        reinterpret_cast<unsigned char *>(data), reinterpret_cast<const unsigned char *>(present), n_heaps,
-        heap_bytes, present_stride);
+    zero_missing_kernel<<<grid, block_size, 0, to_stream(stream)>>>(reinterpret_cast<unsigned char *>(data),
+                                                                    reinterpret_cast<const unsigned char *>(present),
+                                                                    n_heaps, heap_bytes, present_stride);
     check_launch("zero_missing");
 }
 
@@ -158,8 +165,8 @@ void launch_unpack_int8(std::uintptr_t src, std::uintptr_t dst, std::size_t n, s
     if (aligned(src, 4) && aligned(dst, 16) && n >= 4)
     {
         std::size_t n4 = n / 4;
-        unpack_int8_vec<<<grid_for(n4), block_size, 0, to_stream(stream)>>>(
-            reinterpret_cast<const char4 *>(src), reinterpret_cast<float4 *>(dst), n4);
+        unpack_int8_vec<<<grid_for(n4), block_size, 0, to_stream(stream)>>>(reinterpret_cast<const char4 *>(src),
+                                                                            reinterpret_cast<float4 *>(dst), n4);
         check_launch("unpack_int8");
         begin = n4 * 4;
     }

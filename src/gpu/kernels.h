@@ -22,8 +22,8 @@ namespace spead2gpu::gpu
 {
 
 /// data: n_heaps × heap_bytes; heap i is zeroed when present[i * present_stride] == 0.
-void launch_zero_missing(std::uintptr_t data, std::uintptr_t present, std::size_t n_heaps,
-                         std::size_t heap_bytes, std::size_t present_stride, std::uintptr_t stream);
+void launch_zero_missing(std::uintptr_t data, std::uintptr_t present, std::size_t n_heaps, std::size_t heap_bytes,
+                         std::size_t present_stride, std::uintptr_t stream);
 void launch_unpack_int8(std::uintptr_t src, std::uintptr_t dst, std::size_t n, std::uintptr_t stream);
 void launch_unpack_int4(std::uintptr_t src, std::uintptr_t dst, std::size_t n, std::uintptr_t stream);
 void launch_unpack_int10(std::uintptr_t src, std::uintptr_t dst, std::size_t n, std::uintptr_t stream);

@@ -19,10 +19,22 @@ void launch_zero_missing(std::uintptr_t, std::uintptr_t, std::size_t, std::size_
 {
     no_kernels("zero_missing");
 }
-void launch_unpack_int8(std::uintptr_t, std::uintptr_t, std::size_t, std::uintptr_t) { no_kernels("unpack_int8"); }
-void launch_unpack_int4(std::uintptr_t, std::uintptr_t, std::size_t, std::uintptr_t) { no_kernels("unpack_int4"); }
-void launch_unpack_int10(std::uintptr_t, std::uintptr_t, std::size_t, std::uintptr_t) { no_kernels("unpack_int10"); }
-void launch_unpack_cint8(std::uintptr_t, std::uintptr_t, std::size_t, std::uintptr_t) { no_kernels("unpack_cint8"); }
+void launch_unpack_int8(std::uintptr_t, std::uintptr_t, std::size_t, std::uintptr_t)
+{
+    no_kernels("unpack_int8");
+}
+void launch_unpack_int4(std::uintptr_t, std::uintptr_t, std::size_t, std::uintptr_t)
+{
+    no_kernels("unpack_int4");
+}
+void launch_unpack_int10(std::uintptr_t, std::uintptr_t, std::size_t, std::uintptr_t)
+{
+    no_kernels("unpack_int10");
+}
+void launch_unpack_cint8(std::uintptr_t, std::uintptr_t, std::size_t, std::uintptr_t)
+{
+    no_kernels("unpack_cint8");
+}
 
 } // namespace spead2gpu::gpu
 #endif

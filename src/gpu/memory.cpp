@@ -23,10 +23,14 @@ const char *kind_name(memory_kind kind)
 {
     switch (kind)
     {
-    case memory_kind::host: return "host";
-    case memory_kind::pinned: return "pinned";
-    case memory_kind::mapped: return "mapped";
-    case memory_kind::device: return "device";
+    case memory_kind::host:
+        return "host";
+    case memory_kind::pinned:
+        return "pinned";
+    case memory_kind::mapped:
+        return "mapped";
+    case memory_kind::device:
+        return "device";
     }
     return "?";
 }
@@ -41,8 +45,8 @@ memory_kind parse_kind(const std::string &name)
         return memory_kind::mapped;
     if (name == "device")
         return memory_kind::device;
-    throw std::invalid_argument("unknown memory kind '" + name
-                                + "' (expected 'host', 'pinned', 'mapped', 'device' or 'auto')");
+    throw std::invalid_argument("unknown memory kind '" + name +
+                                "' (expected 'host', 'pinned', 'mapped', 'device' or 'auto')");
 }
 
 bool compiled_with_cuda()
@@ -68,7 +72,7 @@ std::size_t page_round(std::size_t size)
 #ifdef SPEAD2GPU_HAVE_CUDA
 [[noreturn]] void throw_cuda(cudaError_t err, const char *what)
 {
-    cudaGetLastError();   // clear the sticky-free error state
+    cudaGetLastError(); // clear the sticky-free error state
     throw cuda_error(std::string(what) + " failed: " + cudaGetErrorName(err) + ": " + cudaGetErrorString(err));
 }
 
@@ -78,7 +82,10 @@ inline void check(cudaError_t err, const char *what)
         throw_cuda(err, what);
 }
 
-inline cudaStream_t to_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
+inline cudaStream_t to_stream(std::uintptr_t s)
+{
+    return reinterpret_cast<cudaStream_t>(s);
+}
 #endif
 
 gpu_status do_probe()
@@ -100,8 +107,7 @@ gpu_status do_probe()
     if (!lib)
     {
         const char *err = dlerror();
-        st.reason = std::string("no NVIDIA driver: libcuda.so.1 cannot be loaded (")
-                    + (err ? err : "not found") + ")";
+        st.reason = std::string("no NVIDIA driver: libcuda.so.1 cannot be loaded (") + (err ? err : "not found") + ")";
         return st;
     }
     dlclose(lib);
@@ -120,9 +126,8 @@ gpu_status do_probe()
         if (err == cudaErrorNoDevice)
             st.reason = "no CUDA device found (cudaErrorNoDevice)";
         else if (err == cudaErrorInsufficientDriver)
-            st.reason = "the NVIDIA driver (version " + std::to_string(st.driver_version)
-                        + ") is older than the CUDA runtime (version " + std::to_string(st.runtime_version)
-                        + ")";
+            st.reason = "the NVIDIA driver (version " + std::to_string(st.driver_version) +
+                ") is older than the CUDA runtime (version " + std::to_string(st.runtime_version) + ")";
         else
             st.reason = std::string("CUDA error: ") + cudaGetErrorName(err) + ": " + cudaGetErrorString(err);
         return st;
@@ -154,8 +159,8 @@ void require_gpu(const char *what, int device)
     if (!st.available)
         throw gpu_unavailable(std::string(what) + " needs a usable GPU: " + st.reason);
     if (device < 0 || device >= st.device_count)
-        throw gpu_unavailable(std::string(what) + ": CUDA device " + std::to_string(device)
-                              + " does not exist (" + std::to_string(st.device_count) + " found)");
+        throw gpu_unavailable(std::string(what) + ": CUDA device " + std::to_string(device) + " does not exist (" +
+                              std::to_string(st.device_count) + " found)");
 }
 
 device_guard::device_guard(int device)
@@ -179,8 +184,7 @@ device_guard::~device_guard()
 #endif
 }
 
-buffer::buffer(std::size_t size, memory_kind kind, int device)
-    : kind_(kind), device_(device), size_(size)
+buffer::buffer(std::size_t size, memory_kind kind, int device) : kind_(kind), device_(device), size_(size)
 {
     if (kind == memory_kind::host)
     {
@@ -262,13 +266,12 @@ void buffer::zero()
 #endif
 }
 
-gpu_memory_allocator::gpu_memory_allocator(memory_kind kind, int device)
-    : kind_(kind), device_(device)
+gpu_memory_allocator::gpu_memory_allocator(memory_kind kind, int device) : kind_(kind), device_(device)
 {
     if (!host_addressable(kind))
         throw std::invalid_argument(
-            "a heap payload allocator needs host-addressable memory ('host', 'pinned' or 'mapped'), not '"
-            + std::string(kind_name(kind)) + "'");
+            "a heap payload allocator needs host-addressable memory ('host', 'pinned' or 'mapped'), not '" +
+            std::string(kind_name(kind)) + "'");
     if (needs_gpu(kind))
         require_gpu((std::string("memory kind '") + kind_name(kind) + "'").c_str(), device);
 }
@@ -360,8 +363,8 @@ void stream::synchronize()
 
 void memcpy_async(std::uintptr_t dst, std::uintptr_t src, std::size_t size, std::uintptr_t stream)
 {
-    check(cudaMemcpyAsync(reinterpret_cast<void *>(dst), reinterpret_cast<const void *>(src), size,
-                          cudaMemcpyDefault, to_stream(stream)),
+    check(cudaMemcpyAsync(reinterpret_cast<void *>(dst), reinterpret_cast<const void *>(src), size, cudaMemcpyDefault,
+                          to_stream(stream)),
           "cudaMemcpyAsync");
 }
 
@@ -410,20 +413,56 @@ std::string device_name(int device)
     throw gpu_unavailable(std::string(what) + " needs a usable GPU: " + probe().reason);
 }
 
-event::event(int device, bool) : device_(device) { no_cuda("a CUDA event"); }
+event::event(int device, bool) : device_(device)
+{
+    no_cuda("a CUDA event");
+}
 event::~event() = default;
-void event::record(std::uintptr_t) { no_cuda("cudaEventRecord"); }
-void event::synchronize() { no_cuda("cudaEventSynchronize"); }
-bool event::query() { no_cuda("cudaEventQuery"); }
-void event::wait_on(std::uintptr_t) { no_cuda("cudaStreamWaitEvent"); }
-stream::stream(int device) : device_(device) { no_cuda("a CUDA stream"); }
+void event::record(std::uintptr_t)
+{
+    no_cuda("cudaEventRecord");
+}
+void event::synchronize()
+{
+    no_cuda("cudaEventSynchronize");
+}
+bool event::query()
+{
+    no_cuda("cudaEventQuery");
+}
+void event::wait_on(std::uintptr_t)
+{
+    no_cuda("cudaStreamWaitEvent");
+}
+stream::stream(int device) : device_(device)
+{
+    no_cuda("a CUDA stream");
+}
 stream::~stream() = default;
-void stream::synchronize() { no_cuda("cudaStreamSynchronize"); }
-void memcpy_async(std::uintptr_t, std::uintptr_t, std::size_t, std::uintptr_t) { no_cuda("cudaMemcpyAsync"); }
-void stream_synchronize(std::uintptr_t) { no_cuda("cudaStreamSynchronize"); }
-void device_synchronize(int) { no_cuda("cudaDeviceSynchronize"); }
-std::size_t device_total_memory(int) { return 0; }
-std::string device_name(int) { return ""; }
+void stream::synchronize()
+{
+    no_cuda("cudaStreamSynchronize");
+}
+void memcpy_async(std::uintptr_t, std::uintptr_t, std::size_t, std::uintptr_t)
+{
+    no_cuda("cudaMemcpyAsync");
+}
+void stream_synchronize(std::uintptr_t)
+{
+    no_cuda("cudaStreamSynchronize");
+}
+void device_synchronize(int)
+{
+    no_cuda("cudaDeviceSynchronize");
+}
+std::size_t device_total_memory(int)
+{
+    return 0;
+}
+std::string device_name(int)
+{
+    return "";
+}
 
 #endif
 

@@ -26,19 +26,28 @@ namespace spead2gpu::gpu
 /// Where a buffer lives.
 enum class memory_kind : int
 {
-    host = 0,    ///< page-aligned ordinary host memory (always available)
-    pinned = 1,  ///< page-locked host memory (cudaHostAlloc): fast DMA source
-    mapped = 2,  ///< page-locked and mapped into the device address space (zero-copy)
-    device = 3   ///< device memory (cudaMalloc); not host-addressable
+    host = 0, ///< page-aligned ordinary host memory (always available)
+    pinned = 1, ///< page-locked host memory (cudaHostAlloc): fast DMA source
+    mapped = 2, ///< page-locked and mapped into the device address space (zero-copy)
+    device = 3 ///< device memory (cudaMalloc); not host-addressable
 };
 
 const char *kind_name(memory_kind kind);
 /// Parse "host", "pinned", "mapped" or "device" (not "auto"); std::invalid_argument otherwise.
 memory_kind parse_kind(const std::string &name);
-inline bool host_addressable(memory_kind k) { return k != memory_kind::device; }
+inline bool host_addressable(memory_kind k)
+{
+    return k != memory_kind::device;
+}
 /// Whether GPU kernels can address the memory directly.
-inline bool gpu_addressable(memory_kind k) { return k == memory_kind::mapped || k == memory_kind::device; }
-inline bool needs_gpu(memory_kind k) { return k != memory_kind::host; }
+inline bool gpu_addressable(memory_kind k)
+{
+    return k == memory_kind::mapped || k == memory_kind::device;
+}
+inline bool needs_gpu(memory_kind k)
+{
+    return k != memory_kind::host;
+}
 
 /// Raised when a GPU memory kind or operation is requested without a usable GPU.
 class gpu_unavailable : public std::runtime_error
@@ -62,9 +71,9 @@ struct gpu_status
 {
     bool available = false;
     int device_count = 0;
-    int driver_version = 0;    ///< e.g. 13000; 0 if no driver
-    int runtime_version = 0;   ///< of the statically linked runtime
-    std::string reason;        ///< why not available ("" when available)
+    int driver_version = 0; ///< e.g. 13000; 0 if no driver
+    int runtime_version = 0; ///< of the statically linked runtime
+    std::string reason; ///< why not available ("" when available)
 };
 
 /**
@@ -95,9 +104,9 @@ class buffer
     memory_kind kind_;
     int device_;
     std::size_t size_;
-    std::uint8_t *host_ = nullptr;      ///< host address (null for device)
-    std::uintptr_t device_ptr_ = 0;     ///< device address (mapped, device; 0 otherwise)
-    void *raw_ = nullptr;               ///< what to free
+    std::uint8_t *host_ = nullptr; ///< host address (null for device)
+    std::uintptr_t device_ptr_ = 0; ///< device address (mapped, device; 0 otherwise)
+    void *raw_ = nullptr; ///< what to free
 
 public:
     buffer(std::size_t size, memory_kind kind, int device = 0);

@@ -26,7 +26,7 @@ void event_recycler::run()
     std::unique_ptr<device_guard> guard;
     try
     {
-        if (device >= 0)   // negative: no CUDA (simulated pipeline)
+        if (device >= 0) // negative: no CUDA (simulated pipeline)
             guard = std::make_unique<device_guard>(device);
     }
     catch (std::exception &e)
@@ -99,7 +99,7 @@ std::unique_ptr<pipeline_chunk> chunk_pipeline::make_chunk(std::size_t slot, mem
     c->memory = std::make_shared<buffer>(geom.total(), kind, device_);
     c->memory->zero();
     std::uint8_t *base = c->memory->host_ptr();
-    if (!base)   // device memory: the pointers are device addresses, never dereferenced on the host
+    if (!base) // device memory: the pointers are device addresses, never dereferenced on the host
         base = reinterpret_cast<std::uint8_t *>(c->memory->device_ptr());
     c->data = base + geom.data_offset();
     c->data_size = geom.data_size;
@@ -120,11 +120,10 @@ std::unique_ptr<pipeline_chunk> chunk_pipeline::make_chunk(std::size_t slot, mem
     return c;
 }
 
-chunk_pipeline::chunk_pipeline(memory_kind kind, int device, const chunk_geometry &geom_,
-                               std::size_t n_chunks, std::size_t n_device_chunks, bool simulate)
+chunk_pipeline::chunk_pipeline(memory_kind kind, int device, const chunk_geometry &geom_, std::size_t n_chunks,
+                               std::size_t n_device_chunks, bool simulate)
     : kind_(kind), device_(device), simulate_(simulate && kind == memory_kind::device), geom(geom_),
-      n_network(n_chunks),
-      n_device(kind == memory_kind::device ? n_device_chunks : 0)
+      n_network(n_chunks), n_device(kind == memory_kind::device ? n_device_chunks : 0)
 {
     if (n_chunks == 0)
         throw std::invalid_argument("a chunk pipeline needs at least one chunk");
@@ -138,7 +137,8 @@ chunk_pipeline::chunk_pipeline(memory_kind kind, int device, const chunk_geometr
     net_data = std::make_shared<recv::chunk_ringbuffer>(n_chunks);
     net_free = std::make_shared<recv::chunk_ringbuffer>(n_chunks);
     const memory_kind network_kind = simulate_ ? memory_kind::host
-                                     : kind == memory_kind::device ? memory_kind::pinned : kind;
+        : kind == memory_kind::device          ? memory_kind::pinned
+                                               : kind;
     for (std::size_t i = 0; i < n_chunks; i++)
     {
         auto c = make_chunk(i, network_kind, kind == memory_kind::device);
@@ -227,13 +227,14 @@ void chunk_pipeline::copy_loop()
                     auto start = std::chrono::steady_clock::now();
                     d = dev_free->pop();
                     counters.copy_waits++;
-                    counters.copy_wait_ns += std::uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                        std::chrono::steady_clock::now() - start).count());
+                    counters.copy_wait_ns += std::uint64_t(
+                        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
+                            .count());
                 }
             }
             catch (ringbuffer_stopped &)
             {
-                break;   // stopped: the staging chunk is dropped with its data
+                break; // stopped: the staging chunk is dropped with its data
             }
             auto *sc = static_cast<pipeline_chunk *>(s.get());
             auto *dc = static_cast<pipeline_chunk *>(d.get());
@@ -260,7 +261,7 @@ void chunk_pipeline::copy_loop()
             catch (ringbuffer_stopped &)
             {
                 if (dc->ready)
-                    dc->ready->synchronize();   // never free memory with a copy in flight
+                    dc->ready->synchronize(); // never free memory with a copy in flight
                 break;
             }
         }
@@ -269,7 +270,7 @@ void chunk_pipeline::copy_loop()
     {
         set_error(e.what());
         output->stop();
-        net_free->stop();   // the stream sees a stopped free ring rather than waiting for ever
+        net_free->stop(); // the stream sees a stopped free ring rather than waiting for ever
         return;
     }
     output->remove_producer();
@@ -343,8 +344,8 @@ void chunk_pipeline::release(std::unique_ptr<pipeline_chunk> &&c, bool use_strea
         catch (std::exception &e)
         {
             // Cannot order the recycle after the consumer: wait for the whole device instead.
-            log_warning(std::string("spead2gpu: recording the release event failed (") + e.what()
-                        + "); synchronising the device before recycling the chunk");
+            log_warning(std::string("spead2gpu: recording the release event failed (") + e.what() +
+                        "); synchronising the device before recycling the chunk");
             try
             {
                 device_synchronize(device_);
@@ -356,7 +357,7 @@ void chunk_pipeline::release(std::unique_ptr<pipeline_chunk> &&c, bool use_strea
     }
     pipeline_chunk_ptr p(c.release());
     if (ev)
-        release_recycler->push(std::move(p), ev);   // after stop(), push waits for the event itself
+        release_recycler->push(std::move(p), ev); // after stop(), push waits for the event itself
     else if (kind_ == memory_kind::device)
         recycle_device(std::move(p));
     else

@@ -61,8 +61,8 @@ public:
     std::size_t slot = 0;
     bool staging = false;
     std::shared_ptr<buffer> memory;
-    std::unique_ptr<event> ready;      ///< device/staging: recorded after the H2D copy
-    std::unique_ptr<event> released;   ///< recorded on the consumer's stream at release
+    std::unique_ptr<event> ready; ///< device/staging: recorded after the H2D copy
+    std::unique_ptr<event> released; ///< recorded on the consumer's stream at release
 };
 
 using pipeline_chunk_ptr = std::unique_ptr<recv::chunk>;
@@ -70,14 +70,14 @@ using pipeline_chunk_ptr = std::unique_ptr<recv::chunk>;
 /// Counters of a pipeline (all monotonic).
 struct pipeline_counters
 {
-    std::atomic<std::uint64_t> chunks_delivered{0};   ///< handed to the consumer
-    std::atomic<std::uint64_t> chunks_released{0};    ///< given back by the consumer
-    std::atomic<std::uint64_t> chunks_copied{0};      ///< device kind: H2D copies issued
+    std::atomic<std::uint64_t> chunks_delivered{0}; ///< handed to the consumer
+    std::atomic<std::uint64_t> chunks_released{0}; ///< given back by the consumer
+    std::atomic<std::uint64_t> chunks_copied{0}; ///< device kind: H2D copies issued
     std::atomic<std::uint64_t> bytes_copied{0};
-    std::atomic<std::uint64_t> copy_waits{0};         ///< copy thread found no free device chunk
-    std::atomic<std::uint64_t> copy_wait_ns{0};       ///< ... and waited this long in total
-    std::atomic<std::uint64_t> release_event_waits{0};///< recycler found a release event pending
-    std::atomic<std::uint64_t> staging_event_waits{0};///< recycler found a copy event pending
+    std::atomic<std::uint64_t> copy_waits{0}; ///< copy thread found no free device chunk
+    std::atomic<std::uint64_t> copy_wait_ns{0}; ///< ... and waited this long in total
+    std::atomic<std::uint64_t> release_event_waits{0}; ///< recycler found a release event pending
+    std::atomic<std::uint64_t> staging_event_waits{0}; ///< recycler found a copy event pending
 };
 
 /**
@@ -119,12 +119,12 @@ class chunk_pipeline : public std::enable_shared_from_this<chunk_pipeline>
 {
     memory_kind kind_;
     int device_;
-    bool simulate_;   ///< `device` pipeline in host memory with synchronous memcpy (CPU tests)
+    bool simulate_; ///< `device` pipeline in host memory with synchronous memcpy (CPU tests)
     chunk_geometry geom;
     std::size_t n_network, n_device;
-    std::shared_ptr<recv::chunk_ringbuffer> net_data, net_free;   ///< rings of the chunk stream
-    std::shared_ptr<recv::chunk_ringbuffer> dev_free, output;     ///< device kind only (output = net_data otherwise)
-    std::vector<std::shared_ptr<buffer>> consumer_memory;         ///< per consumer-visible slot
+    std::shared_ptr<recv::chunk_ringbuffer> net_data, net_free; ///< rings of the chunk stream
+    std::shared_ptr<recv::chunk_ringbuffer> dev_free, output; ///< device kind only (output = net_data otherwise)
+    std::vector<std::shared_ptr<buffer>> consumer_memory; ///< per consumer-visible slot
     std::unique_ptr<stream> copy_stream;
     std::unique_ptr<event_recycler> staging_recycler, release_recycler;
     std::thread copy_thread;

@@ -47,9 +47,9 @@ void place(chunk_place_data *d, std::size_t, void *user)
 
 struct outcome
 {
-    std::vector<std::int64_t> ids;   ///< chunk ids in delivery order
-    std::set<std::int64_t> heaps;    ///< heap cnts present, with the right payload
-    bool ended = false;              ///< the data ring stopped by itself
+    std::vector<std::int64_t> ids; ///< chunk ids in delivery order
+    std::set<std::int64_t> heaps; ///< heap cnts present, with the right payload
+    bool ended = false; ///< the data ring stopped by itself
 };
 
 /**
@@ -78,53 +78,59 @@ outcome run_group(std::size_t members, group_eviction_mode mode, std::size_t max
         }
         for (std::size_t i = 0; i < free; i++)
             free_ring->push(std::make_unique<owned_chunk>());
-        std::thread sender([&] {
-            for (std::int64_t c = 0; c < n_heaps; c++)
+        std::thread sender(
+            [&]
             {
-                std::size_t m = std::size_t(c) % members;
-                if (int(m) == short_member && c >= n_heaps / 2)
-                    continue;
-                for (auto &p : test::heap_packets(c))
-                    queues[m]->add_packet(p.data(), p.size());
-            }
-            for (auto &q : queues)
-                q->stop();
-        });
-        auto consumer = std::async(std::launch::async, [&] {
-            while (true)
-            {
-                std::unique_ptr<chunk> c;
-                try
+                for (std::int64_t c = 0; c < n_heaps; c++)
                 {
-                    c = data_ring->pop();
+                    std::size_t m = std::size_t(c) % members;
+                    if (int(m) == short_member && c >= n_heaps / 2)
+                        continue;
+                    for (auto &p : test::heap_packets(c))
+                        queues[m]->add_packet(p.data(), p.size());
                 }
-                catch (ringbuffer_stopped &)
-                {
-                    out.ended = true;
-                    return;
-                }
-                out.ids.push_back(c->chunk_id);
-                for (std::size_t i = 0; i < heaps_per_chunk; i++)
-                    if (c->present[i])
-                    {
-                        std::int64_t cnt = (c->chunk_id - offset) * std::int64_t(heaps_per_chunk) + std::int64_t(i);
-                        bool ok = true;
-                        for (std::size_t b = 0; b < test::heap_size; b++)
-                            ok = ok && c->data[i * test::heap_size + b] == test::pattern(cnt, b);
-                        EXPECT_TRUE(ok) << "heap " << cnt;
-                        out.heaps.insert(cnt);
-                    }
-                std::fill(c->present, c->present + c->present_size, 0);
-                if (slow_consumer)
-                    std::this_thread::sleep_for(1ms);
-                free_ring->push(std::move(c));
-            }
-        });
+                for (auto &q : queues)
+                    q->stop();
+            });
+        auto consumer =
+            std::async(std::launch::async,
+                       [&]
+                       {
+                           while (true)
+                           {
+                               std::unique_ptr<chunk> c;
+                               try
+                               {
+                                   c = data_ring->pop();
+                               }
+                               catch (ringbuffer_stopped &)
+                               {
+                                   out.ended = true;
+                                   return;
+                               }
+                               out.ids.push_back(c->chunk_id);
+                               for (std::size_t i = 0; i < heaps_per_chunk; i++)
+                                   if (c->present[i])
+                                   {
+                                       std::int64_t cnt =
+                                           (c->chunk_id - offset) * std::int64_t(heaps_per_chunk) + std::int64_t(i);
+                                       bool ok = true;
+                                       for (std::size_t b = 0; b < test::heap_size; b++)
+                                           ok = ok && c->data[i * test::heap_size + b] == test::pattern(cnt, b);
+                                       EXPECT_TRUE(ok) << "heap " << cnt;
+                                       out.heaps.insert(cnt);
+                                   }
+                               std::fill(c->present, c->present + c->present_size, 0);
+                               if (slow_consumer)
+                                   std::this_thread::sleep_for(1ms);
+                               free_ring->push(std::move(c));
+                           }
+                       });
         sender.join();
         EXPECT_EQ(consumer.wait_for(20s), std::future_status::ready) << "the data ring did not stop (hang)";
         if (consumer.wait_for(0s) != std::future_status::ready)
         {
-            group.stop();   // let the test fail instead of hanging
+            group.stop(); // let the test fail instead of hanging
             consumer.wait();
         }
         group.stop();
@@ -155,7 +161,7 @@ TEST(ChunkStreamGroup, MemberStoppingHalfWayDoesNotBlockTheOthers)
         auto out = run_group(3, mode, 4, 4, 1, 96, 0, 2);
         EXPECT_TRUE(out.ended);
         if (mode == group_eviction_mode::LOSSLESS)
-            EXPECT_EQ(out.heaps.size(), 96u - 16u);   // member 2 sent 16 of its 32 heaps
+            EXPECT_EQ(out.heaps.size(), 96u - 16u); // member 2 sent 16 of its 32 heaps
     }
 }
 
@@ -183,7 +189,7 @@ TEST(ChunkStreamGroup, UserStopReleasesMembersBlockedOnAnEmptyFreeRing)
     auto q = std::make_shared<inproc_queue>();
     auto &member = group.emplace_back(std::make_shared<thread_pool>(), stream_config(), ccfg);
     member.add_reader([q](stream &s) { return std::make_unique<inproc_reader>(s, q); });
-    for (auto &p : test::heap_packets(0))   // needs a chunk; none is free
+    for (auto &p : test::heap_packets(0)) // needs a chunk; none is free
         q->add_packet(p.data(), p.size());
     std::this_thread::sleep_for(50ms);
     auto start = std::chrono::steady_clock::now();
@@ -204,8 +210,8 @@ TEST(ChunkStreamGroup, RandomisedStressIsBounded)
         std::size_t data_cap = 1 + rng() % 4;
         auto mode = rng() % 2 ? group_eviction_mode::LOSSY : group_eviction_mode::LOSSLESS;
         int short_member = rng() % 3 == 0 ? int(rng() % members) : -1;
-        auto out = run_group(members, mode, max_chunks, free, data_cap, 16 + rng() % 48, 0, short_member,
-                             rng() % 4 == 0);
+        auto out =
+            run_group(members, mode, max_chunks, free, data_cap, 16 + rng() % 48, 0, short_member, rng() % 4 == 0);
         ASSERT_TRUE(out.ended) << "round " << round;
         for (std::size_t i = 1; i < out.ids.size(); i++)
             ASSERT_LT(out.ids[i - 1], out.ids[i]) << "chunks in id order, once each";

@@ -16,10 +16,12 @@ TEST(ChunkRingPair, AcquireCountsOnlyTimeSpentWaiting)
     std::uint64_t wait_ns = 0;
     EXPECT_NE(pair.acquire(wait_ns), nullptr);
     EXPECT_EQ(wait_ns, 0u);
-    std::thread refill([&] {
-        std::this_thread::sleep_for(50ms);
-        free->push(std::make_unique<chunk>());
-    });
+    std::thread refill(
+        [&]
+        {
+            std::this_thread::sleep_for(50ms);
+            free->push(std::make_unique<chunk>());
+        });
     EXPECT_NE(pair.acquire(wait_ns), nullptr);
     refill.join();
     EXPECT_GE(wait_ns, 40'000'000u);
@@ -30,15 +32,17 @@ TEST(ChunkRingPair, StopWakesAcquireAndSendsDeliveriesToTheGraveyard)
 {
     auto data = std::make_shared<chunk_ringbuffer>(1), free = std::make_shared<chunk_ringbuffer>(1);
     chunk_ring_pair pair(data, free);
-    pair.deliver(std::make_unique<chunk>());   // fills the data ring
-    std::thread stopper([&] {
-        std::this_thread::sleep_for(30ms);
-        pair.stop();
-    });
+    pair.deliver(std::make_unique<chunk>()); // fills the data ring
+    std::thread stopper(
+        [&]
+        {
+            std::this_thread::sleep_for(30ms);
+            pair.stop();
+        });
     std::uint64_t wait_ns = 0;
-    EXPECT_EQ(pair.acquire(wait_ns), nullptr);   // woken by the stop
+    EXPECT_EQ(pair.acquire(wait_ns), nullptr); // woken by the stop
     stopper.join();
-    pair.deliver(std::make_unique<chunk>());      // stopped: no blocking, buried
+    pair.deliver(std::make_unique<chunk>()); // stopped: no blocking, buried
     auto buried = pair.take_graveyard();
     EXPECT_EQ(buried.size(), 1u);
     EXPECT_TRUE(pair.take_graveyard().empty());
@@ -52,11 +56,13 @@ TEST(ChunkRingPair, BlockedDeliveryIsReleasedByTheStop)
     auto data = std::make_shared<chunk_ringbuffer>(1), free = std::make_shared<chunk_ringbuffer>(1);
     chunk_ring_pair pair(data, free);
     pair.deliver(std::make_unique<chunk>());
-    std::thread stopper([&] {
-        std::this_thread::sleep_for(30ms);
-        pair.stop();
-    });
-    pair.deliver(std::make_unique<chunk>());   // blocks on the full ring until the stop
+    std::thread stopper(
+        [&]
+        {
+            std::this_thread::sleep_for(30ms);
+            pair.stop();
+        });
+    pair.deliver(std::make_unique<chunk>()); // blocks on the full ring until the stop
     stopper.join();
     EXPECT_EQ(pair.take_graveyard().size(), 1u);
 }

@@ -24,10 +24,10 @@ std::vector<std::vector<std::uint8_t>> heap_packets(std::int64_t cnt)
     std::vector<std::vector<std::uint8_t>> out;
     for (std::size_t off = 0; off < heap_size; off += packet_payload)
     {
-        std::vector<std::uint64_t> items{immediate(1, std::uint64_t(cnt)), immediate(2, heap_size),
-                                         immediate(3, off), immediate(4, packet_payload)};
+        std::vector<std::uint64_t> items{immediate(1, std::uint64_t(cnt)), immediate(2, heap_size), immediate(3, off),
+                                         immediate(4, packet_payload)};
         if (off == 0)
-            items.push_back(std::uint64_t(0x1000) << 48);   // the data item, at address 0
+            items.push_back(std::uint64_t(0x1000) << 48); // the data item, at address 0
         std::vector<std::uint8_t> p{0x53, 4, 2, 6, 0, 0};
         put_be(p, items.size(), 2);
         for (auto item : items)

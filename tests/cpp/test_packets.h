@@ -7,7 +7,7 @@
 namespace spead2gpu::test
 {
 
-constexpr std::size_t heap_size = 256;     ///< payload bytes per heap
+constexpr std::size_t heap_size = 256; ///< payload bytes per heap
 constexpr std::size_t packet_payload = 64; ///< payload bytes per packet (4 packets per heap)
 
 /// Payload byte @a offset of heap @a cnt (distinct per heap and offset).

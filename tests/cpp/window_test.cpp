@@ -32,7 +32,8 @@ struct recorder
     }
     auto allocate()
     {
-        return [this](std::uint64_t id) -> chunk * {
+        return [this](std::uint64_t id) -> chunk *
+        {
             events.push_back("alloc " + std::to_string(id));
             if (fail_allocations)
                 return nullptr;
@@ -121,11 +122,12 @@ TEST(ChunkWindow, RandomOperationsMatchAModel)
     {
         const std::size_t size = 1 + rng() % 5;
         chunk_window w(size);
-        std::map<std::uint64_t, chunk *> model;   // ids in the window that hold a chunk
+        std::map<std::uint64_t, chunk *> model; // ids in the window that hold a chunk
         std::uint64_t head = 0, tail = 0, last_ready = 0;
         bool any_ready = false;
         std::vector<std::unique_ptr<chunk>> owned;
-        auto ready = [&](chunk *c) {
+        auto ready = [&](chunk *c)
+        {
             std::uint64_t id = std::uint64_t(c->chunk_id);
             ASSERT_TRUE(!any_ready || id > last_ready) << "ready in id order, once each";
             ASSERT_EQ(model.count(id), 1u);
@@ -135,7 +137,8 @@ TEST(ChunkWindow, RandomOperationsMatchAModel)
         };
         int moves = 0;
         auto moved = [&](std::uint64_t h) { moves++; };
-        auto allocate = [&](std::uint64_t id) -> chunk * {
+        auto allocate = [&](std::uint64_t id) -> chunk *
+        {
             EXPECT_EQ(id, tail) << "allocated in order, each id once";
             tail = id + 1;
             if (rng() % 7 == 0)
@@ -165,7 +168,7 @@ TEST(ChunkWindow, RandomOperationsMatchAModel)
                 if (!expect_too_old && id - head >= size)
                 {
                     head = id - (size - 1);
-                    tail = std::max(tail, head);   // the jump: skipped ids are never allocated
+                    tail = std::max(tail, head); // the jump: skipped ids are never allocated
                 }
                 bool too_old;
                 chunk *c = w.get(id, ready, moved, allocate, too_old);

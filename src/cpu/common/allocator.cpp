@@ -25,10 +25,7 @@ void memory_allocator::free(std::uint8_t *ptr, void *user)
     std::free(ptr);
 }
 
-mmap_allocator::mmap_allocator(int flags, bool prefer_huge)
-    : flags(flags), prefer_huge(prefer_huge)
-{
-}
+mmap_allocator::mmap_allocator(int flags, bool prefer_huge) : flags(flags), prefer_huge(prefer_huge) {}
 
 memory_allocator::pointer mmap_allocator::allocate(std::size_t size, void *hint)
 {
@@ -39,8 +36,7 @@ memory_allocator::pointer mmap_allocator::allocate(std::size_t size, void *hint)
     {
         constexpr std::size_t huge = 2 * 1024 * 1024;
         std::size_t hlen = (len + huge - 1) & ~(huge - 1);
-        ptr = mmap(nullptr, hlen, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | flags, -1, 0);
+        ptr = mmap(nullptr, hlen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | flags, -1, 0);
         if (ptr != MAP_FAILED)
             len = hlen;
     }
@@ -57,18 +53,16 @@ void mmap_allocator::free(std::uint8_t *ptr, void *user)
     munmap(ptr, reinterpret_cast<std::size_t>(user));
 }
 
-memory_pool::memory_pool(std::size_t lower, std::size_t upper, std::size_t max_free,
-                         std::size_t initial, std::shared_ptr<memory_allocator> allocator)
+memory_pool::memory_pool(std::size_t lower, std::size_t upper, std::size_t max_free, std::size_t initial,
+                         std::shared_ptr<memory_allocator> allocator)
     : memory_pool(nullptr, lower, upper, max_free, initial, 0, std::move(allocator))
 {
 }
 
-memory_pool::memory_pool(std::shared_ptr<thread_pool> tp, std::size_t lower, std::size_t upper,
-                         std::size_t max_free, std::size_t initial, std::size_t low_water,
-                         std::shared_ptr<memory_allocator> allocator)
-    : refill_pool(std::move(tp)), lower(lower), upper(upper), max_free(max_free),
-      initial(initial), low_water(low_water),
-      base(allocator ? std::move(allocator) : std::make_shared<memory_allocator>())
+memory_pool::memory_pool(std::shared_ptr<thread_pool> tp, std::size_t lower, std::size_t upper, std::size_t max_free,
+                         std::size_t initial, std::size_t low_water, std::shared_ptr<memory_allocator> allocator)
+    : refill_pool(std::move(tp)), lower(lower), upper(upper), max_free(max_free), initial(initial),
+      low_water(low_water), base(allocator ? std::move(allocator) : std::make_shared<memory_allocator>())
 {
     pool.reserve(std::max(max_free, initial));
     for (std::size_t i = 0; i < initial; i++)
@@ -120,10 +114,12 @@ memory_allocator::pointer memory_pool::allocate(std::size_t size, void *hint)
     if (start_refill)
     {
         std::weak_ptr<memory_allocator> weak = shared_from_this();
-        refill_pool->post([weak] {
-            if (auto self = weak.lock())
-                static_cast<memory_pool *>(self.get())->refill_task();
-        });
+        refill_pool->post(
+            [weak]
+            {
+                if (auto self = weak.lock())
+                    static_cast<memory_pool *>(self.get())->refill_task();
+            });
     }
     if (!buffer)
     {

@@ -89,9 +89,8 @@ class memory_pool : public memory_allocator
 public:
     memory_pool(std::size_t lower, std::size_t upper, std::size_t max_free, std::size_t initial,
                 std::shared_ptr<memory_allocator> allocator = nullptr);
-    memory_pool(std::shared_ptr<thread_pool> tp, std::size_t lower, std::size_t upper,
-                std::size_t max_free, std::size_t initial, std::size_t low_water,
-                std::shared_ptr<memory_allocator> allocator = nullptr);
+    memory_pool(std::shared_ptr<thread_pool> tp, std::size_t lower, std::size_t upper, std::size_t max_free,
+                std::size_t initial, std::size_t low_water, std::shared_ptr<memory_allocator> allocator = nullptr);
     ~memory_pool() override;
 
     pointer allocate(std::size_t size, void *hint) override;

@@ -51,8 +51,8 @@ int shape_field_width(int heap_address_bytes, std::uint32_t bug_compat)
  * would go on to the next one), or to 0 if it is not, or if it carries a
  * stream stop item (a reader would stop there).
  */
-bool decode_one(const std::uint8_t *data, std::size_t size, std::uint32_t bug_compat,
-                descriptor &out, std::size_t &packet_size)
+bool decode_one(const std::uint8_t *data, std::size_t size, std::uint32_t bug_compat, descriptor &out,
+                std::size_t &packet_size)
 {
     packet_size = 0;
     out = descriptor();
@@ -156,9 +156,8 @@ bool decode_one(const std::uint8_t *data, std::size_t size, std::uint32_t bug_co
         sorted[k++] = p;
     }
     const item_pointer_t key_mask = immediate_mask | addr_mask;
-    std::stable_sort(sorted, sorted + n_regular, [key_mask](item_pointer_t a, item_pointer_t b) {
-        return (a & key_mask) < (b & key_mask);
-    });
+    std::stable_sort(sorted, sorted + n_regular,
+                     [key_mask](item_pointer_t a, item_pointer_t b) { return (a & key_mask) < (b & key_mask); });
     // A receiver ignores a pointer identical to one already seen (the same
     // pointers recur with repeat_pointers). Identical pointers have equal
     // keys, so they lie in the same run of equal keys, in their original
@@ -281,22 +280,18 @@ std::string encode_descriptor(const descriptor &d, const flavour &f)
 
     std::size_t format_size = d.format.size() * format_width;
     std::size_t shape_size = d.shape.size() * shape_width;
-    std::size_t payload_size = d.name.size() + d.description.size() + format_size + shape_size
-                               + d.numpy_header.size();
+    std::size_t payload_size = d.name.size() + d.description.size() + format_size + shape_size + d.numpy_header.size();
 
     std::string out;
     out.reserve(8 + 8 * n_items + payload_size);
-    std::uint64_t header = (std::uint64_t(0x5304) << 48)
-                           | (std::uint64_t(8 - addr_bytes) << 40)
-                           | (std::uint64_t(addr_bytes) << 32)
-                           | n_items;
+    std::uint64_t header = (std::uint64_t(0x5304) << 48) | (std::uint64_t(8 - addr_bytes) << 40) |
+        (std::uint64_t(addr_bytes) << 32) | n_items;
     append_be(out, header, 8);
-    auto imm = [&](item_pointer_t id, item_pointer_t value) {
+    auto imm = [&](item_pointer_t id, item_pointer_t value)
+    {
         append_be(out, immediate_mask | (id << hab) | value, 8); // unmasked, like spead2
     };
-    auto addr = [&](item_pointer_t id, item_pointer_t offset) {
-        append_be(out, (id << hab) | offset, 8);
-    };
+    auto addr = [&](item_pointer_t id, item_pointer_t offset) { append_be(out, (id << hab) | offset, 8); };
     imm(HEAP_CNT_ID, 1);
     imm(HEAP_LENGTH_ID, payload_size);
     imm(PAYLOAD_OFFSET_ID, 0);
@@ -339,15 +334,13 @@ std::string encode_descriptor(const descriptor &d, const flavour &f)
     return out;
 }
 
-bool decode_descriptor(const std::uint8_t *data, std::size_t size,
-                       std::uint32_t bug_compat, descriptor &out)
+bool decode_descriptor(const std::uint8_t *data, std::size_t size, std::uint32_t bug_compat, descriptor &out)
 {
     std::size_t packet_size;
     return decode_one(data, size, bug_compat, out, packet_size);
 }
 
-std::vector<descriptor> decode_descriptors(const std::uint8_t *data, std::size_t size,
-                                           std::uint32_t bug_compat)
+std::vector<descriptor> decode_descriptors(const std::uint8_t *data, std::size_t size, std::uint32_t bug_compat)
 {
     std::vector<descriptor> result;
     std::size_t pos = 0;

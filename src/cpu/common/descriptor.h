@@ -38,8 +38,7 @@ std::string encode_descriptor(const descriptor &d, const flavour &f);
  * Decode the value of a DESCRIPTOR item. Returns false (and leaves @a out
  * with id 0) if the bytes are not a valid single-packet descriptor heap.
  */
-bool decode_descriptor(const std::uint8_t *data, std::size_t size,
-                       std::uint32_t bug_compat, descriptor &out);
+bool decode_descriptor(const std::uint8_t *data, std::size_t size, std::uint32_t bug_compat, descriptor &out);
 
 /**
  * Decode every descriptor in the value of a DESCRIPTOR item. spead2 feeds
@@ -50,7 +49,6 @@ bool decode_descriptor(const std::uint8_t *data, std::size_t size,
  * stop item ends the scan. (Heaps split over several packets are not
  * reassembled.)
  */
-std::vector<descriptor> decode_descriptors(const std::uint8_t *data, std::size_t size,
-                                           std::uint32_t bug_compat);
+std::vector<descriptor> decode_descriptors(const std::uint8_t *data, std::size_t size, std::uint32_t bug_compat);
 
 } // namespace spead2gpu

@@ -39,7 +39,9 @@ public:
     }
 
     explicit flavour(int heap_address_bits, std::uint32_t bug_compat = 0)
-        : flavour(4, 64, heap_address_bits, bug_compat) {}
+        : flavour(4, 64, heap_address_bits, bug_compat)
+    {
+    }
 
     int get_version() const { return 4; }
     int get_item_pointer_bits() const { return 64; }

@@ -39,7 +39,11 @@ public:
         if (fd_ < 0)
             throw std::system_error(errno, std::generic_category(), "eventfd");
     }
-    ~level_fd() { if (fd_ >= 0) ::close(fd_); }
+    ~level_fd()
+    {
+        if (fd_ >= 0)
+            ::close(fd_);
+    }
     level_fd(const level_fd &) = delete;
     level_fd &operator=(const level_fd &) = delete;
 
@@ -69,13 +73,12 @@ public:
  * ring's capacity), so that pushing and popping never allocate. An
  * unbounded ring (capacity 0) starts small and doubles when full.
  */
-template <typename T>
-class slot_fifo
+template <typename T> class slot_fifo
 {
-    std::vector<std::optional<T>> slots;   ///< circular; [first, first + count) hold values
-    std::size_t first = 0;                 ///< index of the oldest value
-    std::size_t count = 0;                 ///< values held
-    bool growable;                         ///< unbounded ring: double when full
+    std::vector<std::optional<T>> slots; ///< circular; [first, first + count) hold values
+    std::size_t first = 0; ///< index of the oldest value
+    std::size_t count = 0; ///< values held
+    bool growable; ///< unbounded ring: double when full
 
     void grow()
     {
@@ -120,13 +123,12 @@ public:
  * producer leaves, the ring stops. A stopped ring refuses pushes and
  * still delivers what it holds before reporting ringbuffer_stopped.
  */
-template <typename T>
-class ringbuffer
+template <typename T> class ringbuffer
 {
     mutable std::mutex mutex;
     std::condition_variable data_cond, space_cond;
-    slot_fifo<T> items;   ///< preallocated to the capacity (grows only when unbounded)
-    std::atomic<std::size_t> count{0};   ///< items.size(), readable without the lock
+    slot_fifo<T> items; ///< preallocated to the capacity (grows only when unbounded)
+    std::atomic<std::size_t> count{0}; ///< items.size(), readable without the lock
     std::size_t cap;
     bool stopped_ = false;
     int producers = 0;
@@ -183,10 +185,7 @@ class ringbuffer
     }
 
 public:
-    explicit ringbuffer(std::size_t capacity) : items(capacity), cap(capacity)
-    {
-        update_levels();
-    }
+    explicit ringbuffer(std::size_t capacity) : items(capacity), cap(capacity) { update_levels(); }
 
     std::size_t capacity() const { return cap; }
     std::size_t size() const
@@ -244,8 +243,7 @@ public:
      * Push, waiting at most @a timeout for space; returns false on timeout
      * (@a value is left untouched). Throws ringbuffer_stopped if stopped.
      */
-    template <typename Rep, typename Period>
-    bool push_for(T &&value, const std::chrono::duration<Rep, Period> &timeout)
+    template <typename Rep, typename Period> bool push_for(T &&value, const std::chrono::duration<Rep, Period> &timeout)
     {
         std::unique_lock<std::mutex> lock(mutex);
         if (!stopped_ && !has_space() && !space_cond.wait_for(lock, timeout, [this] { return space_or_stopped(); }))
@@ -279,8 +277,7 @@ public:
      * Pop, waiting at most @a timeout; nullopt on timeout. Throws
      * ringbuffer_stopped once stopped and empty.
      */
-    template <typename Rep, typename Period>
-    std::optional<T> pop_for(const std::chrono::duration<Rep, Period> &timeout)
+    template <typename Rep, typename Period> std::optional<T> pop_for(const std::chrono::duration<Rep, Period> &timeout)
     {
         std::unique_lock<std::mutex> lock(mutex);
         spin_for_data(lock);
@@ -339,7 +336,7 @@ public:
         {
             std::lock_guard<std::mutex> lock(mutex);
             if (producers == 0)
-                return false;    // (spead2 behaviour: nothing to remove, ring keeps running)
+                return false; // (spead2 behaviour: nothing to remove, ring keeps running)
             if (--producers > 0)
                 return false;
         }

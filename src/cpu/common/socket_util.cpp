@@ -45,12 +45,11 @@ bool socket_address::same_host(const socket_address &o) const
     if (family() != o.family())
         return false;
     if (family() == AF_INET)
-        return reinterpret_cast<const sockaddr_in *>(&storage)->sin_addr.s_addr
-               == reinterpret_cast<const sockaddr_in *>(&o.storage)->sin_addr.s_addr;
+        return reinterpret_cast<const sockaddr_in *>(&storage)->sin_addr.s_addr ==
+            reinterpret_cast<const sockaddr_in *>(&o.storage)->sin_addr.s_addr;
     if (family() == AF_INET6)
         return std::memcmp(&reinterpret_cast<const sockaddr_in6 *>(&storage)->sin6_addr,
-                           &reinterpret_cast<const sockaddr_in6 *>(&o.storage)->sin6_addr,
-                           sizeof(in6_addr)) == 0;
+                           &reinterpret_cast<const sockaddr_in6 *>(&o.storage)->sin6_addr, sizeof(in6_addr)) == 0;
     return false;
 }
 
@@ -163,9 +162,8 @@ void set_socket_buffer_size(int fd, int option, std::size_t size)
     int actual = 0;
     socklen_t len = sizeof(actual);
     if (getsockopt(fd, SOL_SOCKET, option, &actual, &len) == 0 && std::size_t(actual) < size)
-        log_warning("requested socket buffer size " + std::to_string(size) + " but only received "
-                    + std::to_string(actual)
-                    + ": raise net.core.rmem_max / wmem_max to allow larger buffers");
+        log_warning("requested socket buffer size " + std::to_string(size) + " but only received " +
+                    std::to_string(actual) + ": raise net.core.rmem_max / wmem_max to allow larger buffers");
 }
 
 } // namespace spead2gpu

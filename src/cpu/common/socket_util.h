@@ -33,8 +33,8 @@ struct socket_address
  * if AF_UNSPEC) and @a port. Throws std::runtime_error("resolve: …") on failure.
  * @param passive  wildcard address for binding when host is empty
  */
-socket_address resolve_address(const std::string &host, std::uint16_t port,
-                               int family_hint = AF_UNSPEC, bool passive = true);
+socket_address resolve_address(const std::string &host, std::uint16_t port, int family_hint = AF_UNSPEC,
+                               bool passive = true);
 
 /// Parse a numeric address only (throws std::invalid_argument if not numeric).
 socket_address parse_numeric_address(const std::string &host, std::uint16_t port);
@@ -60,7 +60,12 @@ public:
         return *this;
     }
     int get() const { return fd_; }
-    int release() { int f = fd_; fd_ = -1; return f; }
+    int release()
+    {
+        int f = fd_;
+        fd_ = -1;
+        return f;
+    }
     void reset();
 };
 

@@ -24,16 +24,16 @@ class chunk_layout;
  */
 struct chunk_place_data
 {
-    const std::uint8_t *packet;   ///< in: first packet of the heap (header to end of payload)
-    std::size_t packet_size;      ///< in
-    std::int64_t *items;          ///< in: values of chunk_stream_config::items, -1 if absent
-    std::int64_t chunk_id;        ///< out: -1 (initial) discards the heap
-    std::size_t heap_index;       ///< out: index into chunk.present
-    std::size_t heap_offset;      ///< out: byte offset into chunk.data
-    std::uint64_t *batch_stats;   ///< in: per-batch statistics (custom stats by index)
-    std::uint8_t *extra;          ///< in: scratch of max_heap_extra bytes
-    std::size_t extra_offset;     ///< out: destination in chunk.extra
-    std::size_t extra_size;       ///< out: bytes of @ref extra to copy
+    const std::uint8_t *packet; ///< in: first packet of the heap (header to end of payload)
+    std::size_t packet_size; ///< in
+    std::int64_t *items; ///< in: values of chunk_stream_config::items, -1 if absent
+    std::int64_t chunk_id; ///< out: -1 (initial) discards the heap
+    std::size_t heap_index; ///< out: index into chunk.present
+    std::size_t heap_offset; ///< out: byte offset into chunk.data
+    std::uint64_t *batch_stats; ///< in: per-batch statistics (custom stats by index)
+    std::uint8_t *extra; ///< in: scratch of max_heap_extra bytes
+    std::size_t extra_offset; ///< out: destination in chunk.extra
+    std::size_t extra_size; ///< out: bytes of @ref extra to copy
 };
 static_assert(sizeof(chunk_place_data) == 80, "chunk_place_data must match spead2's ABI");
 
@@ -77,7 +77,11 @@ class chunk_stream_config
 public:
     static constexpr std::size_t default_max_chunks = 2;
 
-    chunk_stream_config &set_items(std::vector<item_pointer_t> v) { items = std::move(v); return *this; }
+    chunk_stream_config &set_items(std::vector<item_pointer_t> v)
+    {
+        items = std::move(v);
+        return *this;
+    }
     const std::vector<item_pointer_t> &get_items() const { return items; }
     chunk_stream_config &set_max_chunks(std::size_t v)
     {
@@ -103,7 +107,11 @@ public:
     }
     const std::shared_ptr<const chunk_layout> &get_layout() const { return layout; }
     void *get_place_user() const { return place_user; }
-    chunk_stream_config &set_max_heap_extra(std::size_t v) { max_heap_extra = v; return *this; }
+    chunk_stream_config &set_max_heap_extra(std::size_t v)
+    {
+        max_heap_extra = v;
+        return *this;
+    }
     std::size_t get_max_heap_extra() const { return max_heap_extra; }
     /// Mark presence per packet of @a payload_size bytes instead of per heap.
     chunk_stream_config &enable_packet_presence(std::size_t payload_size)

@@ -27,7 +27,7 @@ namespace spead2gpu::recv
  */
 class chunk_ring_stream : public chunk_stream
 {
-    chunk_ring_pair rings;   ///< source of free chunks and sink of finished ones
+    chunk_ring_pair rings; ///< source of free chunks and sink of finished ones
 
     chunk *allocate_chunk(std::uint64_t chunk_id, std::uint64_t *stats) override;
     void ready_chunk(chunk *c, std::uint64_t *stats) override;
@@ -36,8 +36,7 @@ class chunk_ring_stream : public chunk_stream
 
 public:
     chunk_ring_stream(std::shared_ptr<thread_pool> pool, const stream_config &config,
-                      const chunk_stream_config &chunk_config,
-                      std::shared_ptr<chunk_ringbuffer> data_ring,
+                      const chunk_stream_config &chunk_config, std::shared_ptr<chunk_ringbuffer> data_ring,
                       std::shared_ptr<chunk_ringbuffer> free_ring);
     ~chunk_ring_stream() override;
 

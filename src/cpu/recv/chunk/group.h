@@ -89,14 +89,14 @@ namespace spead2gpu::recv
 /// How the group's window advances past chunks that members still hold.
 enum class group_eviction_mode : int
 {
-    LOSSY = 0,     ///< advance at once and make lagging members flush
-    LOSSLESS = 1   ///< wait until every member has moved past
+    LOSSY = 0, ///< advance at once and make lagging members flush
+    LOSSLESS = 1 ///< wait until every member has moved past
 };
 
 /// Group options (Python: recv.ChunkStreamGroupConfig).
 class chunk_stream_group_config
 {
-    std::size_t max_chunks = default_max_chunks;                    ///< size of the group window
+    std::size_t max_chunks = default_max_chunks; ///< size of the group window
     group_eviction_mode eviction_mode = group_eviction_mode::LOSSY; ///< what happens to a lagging member
 
 public:
@@ -107,7 +107,11 @@ public:
         return *this;
     }
     std::size_t get_max_chunks() const { return max_chunks; }
-    chunk_stream_group_config &set_eviction_mode(group_eviction_mode m) { eviction_mode = m; return *this; }
+    chunk_stream_group_config &set_eviction_mode(group_eviction_mode m)
+    {
+        eviction_mode = m;
+        return *this;
+    }
     group_eviction_mode get_eviction_mode() const { return eviction_mode; }
 };
 
@@ -121,11 +125,11 @@ class chunk_stream_group;
 class chunk_stream_group_member : public chunk_stream
 {
     friend class chunk_stream_group;
-    chunk_stream_group &group;   ///< the owner (members never outlive it)
-    const std::size_t index;     ///< position in the group (member_heads index)
+    chunk_stream_group &group; ///< the owner (members never outlive it)
+    const std::size_t index; ///< position in the group (member_heads index)
 
     chunk *allocate_chunk(std::uint64_t chunk_id, std::uint64_t *stats) override;
-    void ready_chunk(chunk *c, std::uint64_t *stats) override {}   ///< the chunk stays the group's
+    void ready_chunk(chunk *c, std::uint64_t *stats) override {} ///< the chunk stays the group's
     void window_head_moved(std::uint64_t head) override;
     /// A user stop of any member stops the whole group.
     void stop_requested() override;
@@ -134,9 +138,8 @@ class chunk_stream_group_member : public chunk_stream
     void flush_later(std::uint64_t chunk_id);
 
 public:
-    chunk_stream_group_member(chunk_stream_group &group, std::size_t index,
-                              std::shared_ptr<thread_pool> pool, const stream_config &config,
-                              const chunk_stream_config &chunk_config);
+    chunk_stream_group_member(chunk_stream_group &group, std::size_t index, std::shared_ptr<thread_pool> pool,
+                              const stream_config &config, const chunk_stream_config &chunk_config);
     ~chunk_stream_group_member() override;
 };
 
@@ -153,20 +156,20 @@ class chunk_stream_group
     /// Lets a lossy flush posted to a member's thread find out whether the group still exists.
     struct flush_gate
     {
-        std::mutex mutex;                      ///< held while a posted flush runs
-        chunk_stream_group *group = nullptr;   ///< null once the group is being destroyed
+        std::mutex mutex; ///< held while a posted flush runs
+        chunk_stream_group *group = nullptr; ///< null once the group is being destroyed
     };
 
     const chunk_stream_group_config config;
-    chunk_ring_pair rings;                 ///< free-chunk source and data sink
-    std::mutex mutex;                      ///< protects everything below (see the lock order)
-    std::condition_variable head_moved;    ///< window head moved, or stopped
-    chunk_window window;                   ///< the chunks of the group, ids [head, tail)
+    chunk_ring_pair rings; ///< free-chunk source and data sink
+    std::mutex mutex; ///< protects everything below (see the lock order)
+    std::condition_variable head_moved; ///< window head moved, or stopped
+    chunk_window window; ///< the chunks of the group, ids [head, tail)
     std::vector<std::unique_ptr<chunk_stream_group_member>> members;
-    std::vector<std::uint64_t> member_heads;   ///< each member's window head (end_id once ended)
-    std::uint64_t flush_requested = 0;     ///< LOSSY: members were asked to flush below this id
-    std::size_t live_members = 0;          ///< members that have not ended
-    bool stopped = false;                  ///< user stop
+    std::vector<std::uint64_t> member_heads; ///< each member's window head (end_id once ended)
+    std::uint64_t flush_requested = 0; ///< LOSSY: members were asked to flush below this id
+    std::size_t live_members = 0; ///< members that have not ended
+    bool stopped = false; ///< user stop
     std::shared_ptr<flush_gate> gate = std::make_shared<flush_gate>();
 
     /// Chunk @a id for member @a m (member lock held); nullptr once stopped.
@@ -179,8 +182,7 @@ class chunk_stream_group
     void set_member_head(std::size_t i, std::uint64_t head);
 
 public:
-    chunk_stream_group(const chunk_stream_group_config &config,
-                       std::shared_ptr<chunk_ringbuffer> data_ring,
+    chunk_stream_group(const chunk_stream_group_config &config, std::shared_ptr<chunk_ringbuffer> data_ring,
                        std::shared_ptr<chunk_ringbuffer> free_ring);
     virtual ~chunk_stream_group();
 

@@ -12,8 +12,10 @@ static constexpr const char *missing_stat = "spead2gpu.layout_missing_item_heaps
 
 std::vector<stat_config> chunk_layout::stats()
 {
-    return {{wrong_size_stat, stat_mode::COUNTER}, {misaligned_stat, stat_mode::COUNTER},
-            {out_of_range_stat, stat_mode::COUNTER}, {missing_stat, stat_mode::COUNTER}};
+    return {{wrong_size_stat, stat_mode::COUNTER},
+            {misaligned_stat, stat_mode::COUNTER},
+            {out_of_range_stat, stat_mode::COUNTER},
+            {missing_stat, stat_mode::COUNTER}};
 }
 
 void chunk_layout::validate() const

@@ -32,9 +32,9 @@ namespace spead2gpu::recv
  */
 class chunk_ring_pair
 {
-    std::shared_ptr<chunk_ringbuffer> data_ring;   ///< finished chunks, in chunk-id order
-    std::shared_ptr<chunk_ringbuffer> free_ring;   ///< chunks ready to be filled
-    std::mutex graveyard_mutex;                    ///< protects graveyard
+    std::shared_ptr<chunk_ringbuffer> data_ring; ///< finished chunks, in chunk-id order
+    std::shared_ptr<chunk_ringbuffer> free_ring; ///< chunks ready to be filled
+    std::mutex graveyard_mutex; ///< protects graveyard
     std::vector<std::unique_ptr<chunk>> graveyard; ///< undeliverable chunks awaiting their owner
 
 public:

@@ -51,10 +51,10 @@ public:
     static constexpr std::uint64_t end_id = std::numeric_limits<std::uint64_t>::max();
 
 private:
-    std::vector<chunk *> slots;    ///< circular storage; id's slot is (head_pos + id - head) % size
-    std::uint64_t head = 0;        ///< oldest id in the window
-    std::uint64_t tail = 0;        ///< one past the newest allocated id
-    std::size_t head_pos = 0;      ///< slot of @ref head
+    std::vector<chunk *> slots; ///< circular storage; id's slot is (head_pos + id - head) % size
+    std::uint64_t head = 0; ///< oldest id in the window
+    std::uint64_t tail = 0; ///< one past the newest allocated id
+    std::size_t head_pos = 0; ///< slot of @ref head
 
     chunk *&slot(std::uint64_t id)
     {
@@ -63,8 +63,7 @@ private:
     }
 
     /// Ready the head chunk and advance the head by one (head < tail).
-    template <typename Ready>
-    void retire_head(Ready &&ready)
+    template <typename Ready> void retire_head(Ready &&ready)
     {
         chunk *c = slots[head_pos];
         slots[head_pos] = nullptr;
@@ -76,8 +75,7 @@ private:
     }
 
     /// Retire chunks below @a id; if the window empties before, jump to @a id. Returns whether the head moved.
-    template <typename Ready>
-    bool advance_to(std::uint64_t id, Ready &&ready)
+    template <typename Ready> bool advance_to(std::uint64_t id, Ready &&ready)
     {
         if (id <= head)
             return false;
@@ -123,7 +121,7 @@ public:
         while (tail <= id)
         {
             chunk *&s = slot(tail);
-            s = nullptr;   // the slot is reserved before allocate, which may block
+            s = nullptr; // the slot is reserved before allocate, which may block
             s = allocate(tail);
             tail++;
         }
@@ -139,8 +137,7 @@ public:
     }
 
     /// Retire every chunk; the head moves to the tail.
-    template <typename Ready, typename HeadMoved>
-    void flush_all(Ready &&ready, HeadMoved &&head_moved)
+    template <typename Ready, typename HeadMoved> void flush_all(Ready &&ready, HeadMoved &&head_moved)
     {
         flush_until(tail, ready, head_moved);
     }

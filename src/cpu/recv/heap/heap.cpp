@@ -13,9 +13,8 @@ void heap_base::load(live_heap &&h, bool addressed)
     const item_pointer_t addr_mask = (item_pointer_t(1) << hab) - 1;
     const item_pointer_t key_mask = immediate_mask | addr_mask;
     std::vector<item_pointer_t> &ptrs = h.pointers;
-    std::stable_sort(ptrs.begin(), ptrs.end(), [key_mask](item_pointer_t a, item_pointer_t b) {
-        return (a & key_mask) < (b & key_mask);
-    });
+    std::stable_sort(ptrs.begin(), ptrs.end(),
+                     [key_mask](item_pointer_t a, item_pointer_t b) { return (a & key_mask) < (b & key_mask); });
     const s_item_pointer_t length = h.heap_length >= 0 ? h.heap_length : h.max_end;
     if (addressed)
         payload_ = std::move(h.payload);

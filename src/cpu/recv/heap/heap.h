@@ -19,7 +19,7 @@ struct item
 {
     s_item_pointer_t id;
     bool is_immediate;
-    item_pointer_t immediate_value;  ///< valid when is_immediate
+    item_pointer_t immediate_value; ///< valid when is_immediate
     const std::uint8_t *ptr;
     std::size_t length;
 };
@@ -37,7 +37,7 @@ protected:
     memory_allocator::pointer payload_;
     std::vector<std::uint8_t> immediate_bytes_;
     std::vector<item> items_;
-    std::vector<item> descriptor_items_;   ///< addressed DESCRIPTOR items (not in items_)
+    std::vector<item> descriptor_items_; ///< addressed DESCRIPTOR items (not in items_)
 
     /// @param addressed  include addressed items (false for incomplete heaps)
     void load(live_heap &&h, bool addressed);

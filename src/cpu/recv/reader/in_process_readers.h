@@ -49,8 +49,7 @@ public:
     static constexpr std::size_t batch_size = 64;
 
     /// @param keepalive  owner of the bytes, kept until the reader is destroyed
-    mem_reader(stream &owner, const std::uint8_t *data, std::size_t size,
-               std::shared_ptr<void> keepalive = nullptr);
+    mem_reader(stream &owner, const std::uint8_t *data, std::size_t size, std::shared_ptr<void> keepalive = nullptr);
     void start() override;
     void stop() override;
 };

@@ -36,7 +36,9 @@ private:
 
     public:
         watch(tcp_reader &r, int fd, void (tcp_reader::*handler)())
-            : fd_watch(r.owner.get_thread_pool(), fd), r(r), handler(handler) {}
+            : fd_watch(r.owner.get_thread_pool(), fd), r(r), handler(handler)
+        {
+        }
         ~watch() override { unwatch(); }
         using fd_watch::arm;
         using fd_watch::unwatch;
@@ -47,7 +49,7 @@ private:
     std::size_t max_size;
     std::unique_ptr<std::uint8_t[]> buffer;
     std::size_t capacity, head = 0, tail = 0;
-    std::size_t skip = 0;          ///< bytes still to discard of an oversize packet
+    std::size_t skip = 0; ///< bytes still to discard of an oversize packet
     bool in_garbage = false;
     std::unique_ptr<watch> accept_watch, data_watch;
 
@@ -58,8 +60,7 @@ private:
 
 public:
     /// Listen on @a endpoint (backlog 1).
-    tcp_reader(stream &owner, const socket_address &endpoint, std::size_t max_size,
-               std::size_t buffer_size);
+    tcp_reader(stream &owner, const socket_address &endpoint, std::size_t max_size, std::size_t buffer_size);
     /// Use an existing listening socket (duplicated).
     tcp_reader(stream &owner, int acceptor_fd, std::size_t max_size);
     ~tcp_reader() override;

@@ -52,14 +52,13 @@ private:
 
 public:
     /// Bind to @a endpoint (unicast, any family).
-    udp_reader(stream &owner, const socket_address &endpoint, std::size_t max_size,
-               std::size_t buffer_size);
+    udp_reader(stream &owner, const socket_address &endpoint, std::size_t max_size, std::size_t buffer_size);
     /// Join IPv4 multicast @a group on @a interface_address (or bind unicast if equal).
-    udp_reader(stream &owner, const socket_address &group, std::size_t max_size,
-               std::size_t buffer_size, const socket_address &interface_address);
+    udp_reader(stream &owner, const socket_address &group, std::size_t max_size, std::size_t buffer_size,
+               const socket_address &interface_address);
     /// Join IPv6 multicast @a group on interface @a interface_index.
-    udp_reader(stream &owner, const socket_address &group, std::size_t max_size,
-               std::size_t buffer_size, unsigned int interface_index);
+    udp_reader(stream &owner, const socket_address &group, std::size_t max_size, std::size_t buffer_size,
+               unsigned int interface_index);
     /// Use an existing bound socket (duplicated; the caller keeps its own).
     udp_reader(stream &owner, int existing_fd, std::size_t max_size);
     ~udp_reader() override;

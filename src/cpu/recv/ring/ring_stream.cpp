@@ -46,8 +46,7 @@ ring_stream::frozen ring_stream::freeze(live_heap &&h)
 {
     if (h.is_contiguous())
         return frozen(std::in_place_type<heap>, std::move(h));
-    return frozen(std::in_place_type<incomplete_heap>, std::move(h),
-                  ring_config.get_incomplete_keep_payload_ranges());
+    return frozen(std::in_place_type<incomplete_heap>, std::move(h), ring_config.get_incomplete_keep_payload_ranges());
 }
 
 ring_stream::frozen ring_stream::pop()

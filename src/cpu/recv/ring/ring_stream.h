@@ -31,7 +31,11 @@ public:
         return *this;
     }
     std::size_t get_heaps() const { return heaps; }
-    ring_stream_config &set_contiguous_only(bool v) { contiguous_only = v; return *this; }
+    ring_stream_config &set_contiguous_only(bool v)
+    {
+        contiguous_only = v;
+        return *this;
+    }
     bool get_contiguous_only() const { return contiguous_only; }
     ring_stream_config &set_incomplete_keep_payload_ranges(bool v)
     {
@@ -61,8 +65,7 @@ class ring_stream : public stream
 public:
     using frozen = std::variant<heap, incomplete_heap>;
 
-    ring_stream(std::shared_ptr<thread_pool> pool, const stream_config &config,
-                const ring_stream_config &ring_config);
+    ring_stream(std::shared_ptr<thread_pool> pool, const stream_config &config, const ring_stream_config &ring_config);
     ~ring_stream() override;
 
     const ring_stream_config &get_ring_config() const { return ring_config; }
@@ -78,7 +81,6 @@ public:
     int fd() const { return ring.data_fd(); }
     std::size_t ring_size() const { return ring.size(); }
     std::size_t ring_capacity() const { return ring.capacity(); }
-
 
 private:
     frozen freeze(live_heap &&h);

@@ -28,8 +28,7 @@ void packet_buffer::copy_to(std::uint8_t *out) const
 }
 
 packet_generator::packet_generator(const heap &h, item_pointer_t cnt, std::size_t max_packet_size)
-    : h(&h), cnt(cnt), max_packet_size(max_packet_size & ~std::size_t(7)),
-      repeat_pointers(h.get_repeat_pointers()),
+    : h(&h), cnt(cnt), max_packet_size(max_packet_size & ~std::size_t(7)), repeat_pointers(h.get_repeat_pointers()),
       hab(h.get_flavour().get_heap_address_bits())
 {
     if (this->max_packet_size < min_packet_size)
@@ -57,8 +56,7 @@ packet_generator::packet_generator(const heap &h, item_pointer_t cnt, std::size_
     else
     {
         std::size_t packets = (n_items + 1 + max_item_pointers - 1) / max_item_pointers;
-        std::size_t full_capacity = this->max_packet_size - prefix_size
-                                    - max_item_pointers * sizeof(item_pointer_t);
+        std::size_t full_capacity = this->max_packet_size - prefix_size - max_item_pointers * sizeof(item_pointer_t);
         need = (packets - 1) * full_capacity + 1;
     }
     padded = real_payload < need;
@@ -92,9 +90,8 @@ item_pointer_t packet_generator::next_item_pointer(std::size_t &item_idx, std::s
 void packet_generator::next_packet(packet_buffer &out)
 {
     const flavour &f = h->get_flavour();
-    std::size_t n_ptrs = repeat_pointers
-        ? n_item_pointers
-        : std::min(max_item_pointers, n_item_pointers - next_pointer);
+    std::size_t n_ptrs =
+        repeat_pointers ? n_item_pointers : std::min(max_item_pointers, n_item_pointers - next_pointer);
     std::size_t avail = max_packet_size - prefix_size - n_ptrs * sizeof(item_pointer_t);
     std::size_t len = std::min(avail, payload_size - payload_offset);
     std::size_t real = payload_offset < real_payload ? std::min(len, real_payload - payload_offset) : 0;
@@ -105,8 +102,9 @@ void packet_generator::next_packet(packet_buffer &out)
         out.header.resize(std::max(header_size, max_header_size()));
     std::uint8_t *p = out.header.data();
     const int addr_bytes = hab / 8;
-    store_be64(p, (std::uint64_t(0x5304) << 48) | (std::uint64_t(8 - addr_bytes) << 40)
-                      | (std::uint64_t(addr_bytes) << 32) | std::uint64_t(4 + n_ptrs));
+    store_be64(p,
+               (std::uint64_t(0x5304) << 48) | (std::uint64_t(8 - addr_bytes) << 40) |
+                   (std::uint64_t(addr_bytes) << 32) | std::uint64_t(4 + n_ptrs));
     p += 8;
     store_be64(p, immediate_mask | (item_pointer_t(HEAP_CNT_ID) << hab) | cnt);
     // Like spead2, values are not masked to heap_address_bits.

@@ -63,21 +63,21 @@ class packet_generator
     const heap *h;
     item_pointer_t cnt;
     std::size_t max_packet_size;
-    std::size_t max_item_pointers;  ///< per packet, excluding the 4 specials
-    std::size_t n_item_pointers;    ///< total, including the padding pointer
-    std::size_t real_payload;       ///< bytes of addressed item data
-    std::size_t payload_size;       ///< heap length including padding
+    std::size_t max_item_pointers; ///< per packet, excluding the 4 specials
+    std::size_t n_item_pointers; ///< total, including the padding pointer
+    std::size_t real_payload; ///< bytes of addressed item data
+    std::size_t payload_size; ///< heap length including padding
     bool padded;
     bool repeat_pointers;
     int hab;
 
     // Progress
-    std::size_t next_pointer = 0;   ///< next pointer to emit (non-repeat mode)
-    std::size_t ptr_item = 0;       ///< item index for the pointer cursor
-    std::size_t ptr_address = 0;    ///< heap address of the next addressed item
+    std::size_t next_pointer = 0; ///< next pointer to emit (non-repeat mode)
+    std::size_t ptr_item = 0; ///< item index for the pointer cursor
+    std::size_t ptr_address = 0; ///< heap address of the next addressed item
     std::size_t payload_offset = 0; ///< heap offset of the next packet's payload
-    std::size_t data_item = 0;      ///< item index for the payload cursor
-    std::size_t data_offset = 0;    ///< offset within that item
+    std::size_t data_item = 0; ///< item index for the payload cursor
+    std::size_t data_offset = 0; ///< offset within that item
 
     item_pointer_t next_item_pointer(std::size_t &item_idx, std::size_t &address) const;
 

@@ -59,10 +59,8 @@ protected:
 /* ---------------------------------------------------------------- stream */
 
 stream::stream(std::shared_ptr<thread_pool> pool, const stream_config &config, std::unique_ptr<writer> w)
-    : pool(std::move(pool)), config(config), w(std::move(w)),
-      capacity(config.get_max_heaps()),
-      num_substreams(this->w->get_num_substreams()),
-      heaps(capacity), groups(capacity)
+    : pool(std::move(pool)), config(config), w(std::move(w)), capacity(config.get_max_heaps()),
+      num_substreams(this->w->get_num_substreams()), heaps(capacity), groups(capacity)
 {
     if (!this->pool)
         throw std::invalid_argument("thread pool is null");
@@ -96,8 +94,8 @@ void stream::set_cnt_sequence(item_pointer_t next, item_pointer_t step)
     step_cnt = step;
 }
 
-bool stream::async_send_heap(const heap &h, completion_handler handler,
-                             s_item_pointer_t cnt, std::size_t substream_index, double rate)
+bool stream::async_send_heap(const heap &h, completion_handler handler, s_item_pointer_t cnt,
+                             std::size_t substream_index, double rate)
 {
     heap_reference ref;
     ref.h = &h;
@@ -107,8 +105,7 @@ bool stream::async_send_heap(const heap &h, completion_handler handler,
     return async_send_heaps(&ref, 1, std::move(handler), group_mode::ROUND_ROBIN);
 }
 
-bool stream::async_send_heaps(const heap_reference *refs, std::size_t n,
-                              completion_handler handler, group_mode mode)
+bool stream::async_send_heaps(const heap_reference *refs, std::size_t n, completion_handler handler, group_mode mode)
 {
     std::error_code ec;
     if (n == 0)
@@ -406,8 +403,7 @@ std::string bytes_stream::getvalue() const
     return static_cast<const bytes_writer &>(get_writer()).getvalue();
 }
 
-inproc_stream::inproc_stream(std::shared_ptr<thread_pool> pool,
-                             std::vector<std::shared_ptr<inproc_queue>> queues,
+inproc_stream::inproc_stream(std::shared_ptr<thread_pool> pool, std::vector<std::shared_ptr<inproc_queue>> queues,
                              const stream_config &config)
     : stream(std::move(pool), config, std::make_unique<inproc_writer>(std::move(queues)))
 {

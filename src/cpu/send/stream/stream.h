@@ -39,7 +39,7 @@ enum class rate_method : int
 enum class group_mode : int
 {
     ROUND_ROBIN = 0, ///< one packet from each unfinished heap in turn
-    SERIAL = 1       ///< all packets of a heap before the next heap
+    SERIAL = 1 ///< all packets of a heap before the next heap
 };
 
 /**
@@ -67,7 +67,11 @@ private:
 public:
     /// Maximum packet size in bytes (rounded down to a multiple of 8 when packetising).
     std::size_t get_max_packet_size() const { return max_packet_size; }
-    stream_config &set_max_packet_size(std::size_t size) { max_packet_size = size; return *this; }
+    stream_config &set_max_packet_size(std::size_t size)
+    {
+        max_packet_size = size;
+        return *this;
+    }
 
     /// Rate in bytes per second; 0 means unlimited.
     double get_rate() const { return rate; }
@@ -76,7 +80,11 @@ public:
 
     /// Bytes sent at the burst rate before the rate limiter waits.
     std::size_t get_burst_size() const { return burst_size; }
-    stream_config &set_burst_size(std::size_t size) { burst_size = size; return *this; }
+    stream_config &set_burst_size(std::size_t size)
+    {
+        burst_size = size;
+        return *this;
+    }
 
     /// Maximum number of heaps queued or in flight.
     std::size_t get_max_heaps() const { return max_heaps; }
@@ -89,7 +97,11 @@ public:
     stream_config &set_burst_rate_ratio(double ratio);
 
     rate_method get_rate_method() const { return method; }
-    stream_config &set_rate_method(rate_method m) { method = m; return *this; }
+    stream_config &set_rate_method(rate_method m)
+    {
+        method = m;
+        return *this;
+    }
 
     /// rate * burst_rate_ratio
     double get_burst_rate() const { return rate * burst_rate_ratio; }
@@ -140,21 +152,21 @@ class stream
     {
         std::optional<packet_generator> gen;
         std::size_t substream = 0;
-        double rate = 0.0;       ///< bytes/s; 0 = unlimited
+        double rate = 0.0; ///< bytes/s; 0 = unlimited
         double burst_rate = 0.0;
-        std::size_t group = 0;   ///< absolute index of the owning group
+        std::size_t group = 0; ///< absolute index of the owning group
     };
     struct group_slot
     {
-        std::size_t first = 0;   ///< absolute index of the first heap
+        std::size_t first = 0; ///< absolute index of the first heap
         std::size_t n = 0;
         group_mode mode = group_mode::ROUND_ROBIN;
         completion_handler handler;
         std::error_code ec;
         item_pointer_t bytes = 0;
-        std::size_t heaps_done = 0;  ///< heaps whose last packet was written
-        std::size_t remaining = 0;   ///< heaps with packets still to generate
-        std::size_t cursor = 0;      ///< next heap (relative) to take a packet from
+        std::size_t heaps_done = 0; ///< heaps whose last packet was written
+        std::size_t remaining = 0; ///< heaps with packets still to generate
+        std::size_t cursor = 0; ///< next heap (relative) to take a packet from
     };
 
     std::shared_ptr<thread_pool> pool;
@@ -169,22 +181,22 @@ class stream
     // Protected by mutex
     std::mutex mutex;
     std::condition_variable idle_cond;
-    std::size_t heap_head = 0, heap_tail = 0;     ///< absolute indices
-    std::size_t group_head = 0, group_tail = 0;   ///< absolute indices
+    std::size_t heap_head = 0, heap_tail = 0; ///< absolute indices
+    std::size_t group_head = 0, group_tail = 0; ///< absolute indices
     bool worker_active = false;
     item_pointer_t next_cnt = 1;
     item_pointer_t step_cnt = 1;
 
     // Worker-only state
-    std::size_t group_cur = 0;        ///< group being packetised
-    std::size_t group_snapshot = 0;   ///< group_tail as last seen by the worker
+    std::size_t group_cur = 0; ///< group being packetised
+    std::size_t group_snapshot = 0; ///< group_tail as last seen by the worker
     std::vector<transmit_packet> batch;
     std::size_t batch_n = 0;
-    double t_nominal = 0.0;           ///< seconds (steady clock)
+    double t_nominal = 0.0; ///< seconds (steady clock)
     double t_burst = 0.0;
-    std::size_t rate_bytes = 0;       ///< rate-limited bytes since the last wait
+    std::size_t rate_bytes = 0; ///< rate-limited bytes since the last wait
     bool wait_pending = false;
-    double wait_target = 0.0;         ///< time the current rate wait ends
+    double wait_target = 0.0; ///< time the current rate wait ends
 
     int timer_fd = -1;
     std::unique_ptr<timer_watch> timer;
@@ -237,13 +249,11 @@ public:
      *
      * @return true if the group was queued.
      */
-    bool async_send_heaps(const heap_reference *refs, std::size_t n,
-                          completion_handler handler, group_mode mode);
+    bool async_send_heaps(const heap_reference *refs, std::size_t n, completion_handler handler, group_mode mode);
 
     /// Queue a single heap (see async_send_heaps).
-    bool async_send_heap(const heap &h, completion_handler handler,
-                         s_item_pointer_t cnt = -1, std::size_t substream_index = 0,
-                         double rate = -1.0);
+    bool async_send_heap(const heap &h, completion_handler handler, s_item_pointer_t cnt = -1,
+                         std::size_t substream_index = 0, double rate = -1.0);
 
     /// Block until every queued heap has been sent and its handler has run.
     void flush();
@@ -265,8 +275,7 @@ class inproc_stream : public stream
 {
 public:
     /// @throws std::invalid_argument("queues is empty")
-    inproc_stream(std::shared_ptr<thread_pool> pool,
-                  std::vector<std::shared_ptr<inproc_queue>> queues,
+    inproc_stream(std::shared_ptr<thread_pool> pool, std::vector<std::shared_ptr<inproc_queue>> queues,
                   const stream_config &config = stream_config());
     /// The queues, one per substream.
     const std::vector<std::shared_ptr<inproc_queue>> &get_queues() const;

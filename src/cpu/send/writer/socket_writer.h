@@ -24,10 +24,10 @@ namespace send
 class socket_writer : public writer
 {
     class watch;
-    std::unique_ptr<watch> writable_watch;   ///< created on the first wait, re-armed for each
+    std::unique_ptr<watch> writable_watch; ///< created on the first wait, re-armed for each
 
 protected:
-    socket_fd sock;   ///< the socket (closed when the writer is destroyed)
+    socket_fd sock; ///< the socket (closed when the writer is destroyed)
 
     /**
      * Arm a one-shot wait for writability. Returns false (and logs why, with

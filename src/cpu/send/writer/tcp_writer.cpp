@@ -35,8 +35,8 @@ int socket_error(int fd)
 
 /// Waits for the socket to become writable (connect finished, or buffer space).
 
-tcp_writer::tcp_writer(const socket_address &endpoint, std::size_t buffer_size,
-                       const socket_address *interface_address, bool async)
+tcp_writer::tcp_writer(const socket_address &endpoint, std::size_t buffer_size, const socket_address *interface_address,
+                       bool async)
     : peer(endpoint), iovs(iov_max)
 {
     sock = make_socket(endpoint.family(), SOCK_STREAM);
@@ -138,7 +138,7 @@ void tcp_writer::on_writable()
         connect_done(ec);
     }
     else if (send_pending())
-        write_done();   // nothing of *this may be touched after this
+        write_done(); // nothing of *this may be touched after this
 }
 
 void tcp_writer::fail_rest(const std::error_code &ec)
@@ -183,7 +183,7 @@ bool tcp_writer::send_pending()
             if (err == EAGAIN || err == EWOULDBLOCK)
             {
                 if (wait_writable("TCP writer"))
-                    return false;   // on_writable resumes
+                    return false; // on_writable resumes
             }
             fail_rest(std::error_code(err, std::generic_category()));
             return true;
@@ -220,7 +220,7 @@ bool tcp_writer::write_packets(transmit_packet *packets, std::size_t n)
         if (state == state_t::connecting)
         {
             deferred = true;
-            return false;   // connect_done resumes
+            return false; // connect_done resumes
         }
         if (state == state_t::failed)
         {

@@ -57,8 +57,8 @@ public:
      *                           belongs to a stream
      * @throws std::runtime_error("bind: …") if binding fails
      */
-    tcp_writer(const socket_address &endpoint, std::size_t buffer_size,
-               const socket_address *interface_address, bool async);
+    tcp_writer(const socket_address &endpoint, std::size_t buffer_size, const socket_address *interface_address,
+               bool async);
 
     /// Use an existing (connected) TCP socket, which is duplicated.
     explicit tcp_writer(int fd);
@@ -81,23 +81,23 @@ public:
 private:
     enum class state_t
     {
-        connecting,   ///< asynchronous connect not finished
+        connecting, ///< asynchronous connect not finished
         connected,
-        failed        ///< asynchronous connect failed
+        failed ///< asynchronous connect failed
     };
 
     socket_address peer;
-    std::mutex mutex;               ///< protects state and the deferred batch
+    std::mutex mutex; ///< protects state and the deferred batch
     state_t state = state_t::connected;
     std::error_code connect_error;
     connect_handler on_connect;
-    bool deferred = false;          ///< a batch arrived while connecting
+    bool deferred = false; ///< a batch arrived while connecting
 
     // Batch in progress
     transmit_packet *packets = nullptr;
     std::size_t n_packets = 0;
-    std::size_t cur_packet = 0;     ///< first packet not completely written
-    std::size_t cur_offset = 0;     ///< bytes of it already written
+    std::size_t cur_packet = 0; ///< first packet not completely written
+    std::size_t cur_offset = 0; ///< bytes of it already written
     std::vector<iovec> iovs;
 
     /// Send what remains of the batch; false if waiting for writability.

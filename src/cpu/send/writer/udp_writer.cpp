@@ -146,8 +146,7 @@ udp_writer::udp_writer(const std::vector<socket_address> &endpoints, std::size_t
     detect_gso();
 }
 
-udp_writer::udp_writer(int fd, const std::vector<socket_address> &endpoints)
-    : endpoints(endpoints)
+udp_writer::udp_writer(int fd, const std::vector<socket_address> &endpoints) : endpoints(endpoints)
 {
     sock = duplicate_fd(fd);
     int family = 0;
@@ -186,7 +185,8 @@ void udp_writer::build_messages(std::size_t first)
         scratch.resize(total_scratch);
 
     std::size_t iov_pos = 0, scratch_pos = 0;
-    auto add_packet = [&](const transmit_packet &pkt) {
+    auto add_packet = [&](const transmit_packet &pkt)
+    {
         if (pkt.buf.pieces.size() > iov_max && piece_count(pkt) > iov_max)
         {
             std::uint8_t *dst = scratch.data() + scratch_pos;
@@ -215,15 +215,14 @@ void udp_writer::build_messages(std::size_t first)
             while (p + count < n_packets && count < max_gso_segments)
             {
                 const transmit_packet &next = packets[p + count];
-                if (next.substream != head.substream || next.buf.size > seg
-                    || total + next.buf.size > max_gso_bytes
-                    || iov_pos - iov_start + iov_count(next) > iov_max)
+                if (next.substream != head.substream || next.buf.size > seg || total + next.buf.size > max_gso_bytes ||
+                    iov_pos - iov_start + iov_count(next) > iov_max)
                     break;
                 add_packet(next);
                 count++;
                 total += next.buf.size;
                 if (next.buf.size < seg)
-                    break;   // only the last segment may be shorter
+                    break; // only the last segment may be shorter
             }
         }
         const socket_address &ep = endpoints[head.substream];
@@ -283,7 +282,7 @@ bool udp_writer::send_pending()
         if (err == EAGAIN || err == EWOULDBLOCK)
         {
             if (wait_writable("UDP writer"))
-                return false;   // on_writable resumes
+                return false; // on_writable resumes
             for (std::size_t m = cur_msg; m < n_msgs; m++)
                 fail_message(m, err);
             cur_msg = n_msgs;
@@ -291,8 +290,8 @@ bool udp_writer::send_pending()
         }
         if (info[cur_msg].gso && (err == EINVAL || err == EIO || err == EMSGSIZE))
         {
-            log_info("UDP GSO rejected by the kernel (" + std::string(std::strerror(err))
-                     + "); sending one datagram per message from now on");
+            log_info("UDP GSO rejected by the kernel (" + std::string(std::strerror(err)) +
+                     "); sending one datagram per message from now on");
             gso = false;
             build_messages(info[cur_msg].first);
             continue;
@@ -321,7 +320,7 @@ bool udp_writer::write_packets(transmit_packet *packets, std::size_t n)
 void udp_writer::on_writable()
 {
     if (send_pending())
-        write_done();   // nothing of *this may be touched after this
+        write_done(); // nothing of *this may be touched after this
 }
 
 } // namespace send

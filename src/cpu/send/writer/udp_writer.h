@@ -130,7 +130,7 @@ private:
     std::vector<message_info> info;
     std::vector<control_buffer> controls;
     std::vector<iovec> iovs;
-    std::vector<std::uint8_t> scratch;   ///< linearised packets with too many pieces
+    std::vector<std::uint8_t> scratch; ///< linearised packets with too many pieces
     std::size_t n_msgs = 0;
     std::size_t cur_msg = 0;
 

@@ -32,8 +32,7 @@ std::string bytes_writer::getvalue() const
     return data;
 }
 
-inproc_writer::inproc_writer(std::vector<std::shared_ptr<inproc_queue>> queues)
-    : queues(std::move(queues))
+inproc_writer::inproc_writer(std::vector<std::shared_ptr<inproc_queue>> queues) : queues(std::move(queues))
 {
     if (this->queues.empty())
         throw std::invalid_argument("queues is empty");

@@ -27,12 +27,12 @@ namespace send
  */
 struct transmit_packet
 {
-    packet_buffer buf;            ///< the packet (scatter/gather)
-    std::size_t substream = 0;    ///< destination (endpoint or queue index)
-    std::error_code result;       ///< set by the writer on failure
+    packet_buffer buf; ///< the packet (scatter/gather)
+    std::size_t substream = 0; ///< destination (endpoint or queue index)
+    std::error_code result; ///< set by the writer on failure
     // Bookkeeping for the stream (writers ignore these).
-    std::size_t heap_index = 0;   ///< queue position of the owning heap
-    bool last = false;            ///< last packet of its heap
+    std::size_t heap_index = 0; ///< queue position of the owning heap
+    bool last = false; ///< last packet of its heap
 };
 
 /**
