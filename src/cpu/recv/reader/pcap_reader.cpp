@@ -993,6 +993,8 @@ void pcap_reader::start()
 
 void pcap_reader::run()
 {
+    if (!cursor)
+        return;     // stopped before it started
     try
     {
         replay();
@@ -1063,10 +1065,14 @@ void pcap_reader::replay()
 
 void pcap_reader::stop()
 {
-    if (!started)
-        return;
-    std::unique_lock<std::mutex> lock(state->mutex);
-    state->cond.wait(lock, [this] { return state->done; });
+    if (started)
+    {
+        std::unique_lock<std::mutex> lock(state->mutex);
+        state->cond.wait(lock, [this] { return state->done; });
+    }
+    // The replay task is over (or never ran): unmap the file.
+    cursor.reset();
+    file.reset();
 }
 
 } // namespace spead2gpu::recv

@@ -154,7 +154,7 @@ public:
 
     /// Post the replay task to the stream's thread pool.
     void start() override;
-    /// Wait until the replay task has finished (or been discarded).
+    /// Wait until the replay task has finished (or been discarded), then unmap the file.
     void stop() override;
 };
 
