@@ -8,6 +8,7 @@ waiters in the order in which they started waiting.
 
 import asyncio
 import collections
+import weakref
 
 import spead2gpu
 import spead2gpu.recv
@@ -87,6 +88,18 @@ class _FdWaiters:
                 self._stop_listening()
 
 
+def _weak_getter(obj, name):
+    """``lambda: obj.<name>`` without a strong reference to *obj*.
+
+    The waiters live on the object itself; a strong reference would make a
+    reference cycle, so that a stream dropped without ``stop()`` would keep
+    its sockets open until the garbage collector ran (spead2's streams close
+    them as soon as the last reference goes).
+    """
+    ref = weakref.ref(obj)
+    return lambda: getattr(ref(), name)
+
+
 async def _fast_or_wait(waiters, attempt):
     """Try *attempt* right away if nobody is queued, else wait in line.
 
@@ -127,7 +140,7 @@ class Stream(_AsyncIterable, spead2gpu.recv.Stream):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._get_waiters = _FdWaiters(lambda: self.fd, spead2gpu.Empty)
+        self._get_waiters = _FdWaiters(_weak_getter(self, "fd"), spead2gpu.Empty)
 
     async def get(self):
         """Return the next heap, waiting for one if necessary.
@@ -157,8 +170,8 @@ if hasattr(_recv, "ChunkRingbuffer"):
 
         def __init__(self, maxsize):
             super().__init__(maxsize)
-            self._get_waiters = _FdWaiters(lambda: self.data_fd, spead2gpu.Empty)
-            self._put_waiters = _FdWaiters(lambda: self.space_fd, spead2gpu.Full)
+            self._get_waiters = _FdWaiters(_weak_getter(self, "data_fd"), spead2gpu.Empty)
+            self._put_waiters = _FdWaiters(_weak_getter(self, "space_fd"), spead2gpu.Full)
 
         async def get(self):
             """Return the next chunk, waiting for one if necessary.

@@ -67,8 +67,22 @@ void fd_watch::unwatch()
         removed = true;
         if (registered)
             epoll_ctl(pool.epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+        registered = false;
     }
     idle_cond.wait(lock, [this] { return running == 0; });
+}
+
+void fd_watch::remove_from_callback()
+{
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!removed)
+    {
+        removed = true;
+        if (registered)
+            epoll_ctl(pool.epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+    }
+    // The fd may be closed and its number reused: never touch it again.
+    registered = false;
 }
 
 bool fd_watch::is_removed()

@@ -48,8 +48,19 @@ public:
 
     /// Start (or resume) watching. Safe to call from inside on_ready.
     void arm();
-    /// Stop watching and wait for any running callback (not from inside it).
+    /**
+     * Stop watching and wait for any running callback (not from inside it).
+     * Once it returns, the owner may close the fd: it is no longer in the
+     * epoll set, and no callback is running or will run.
+     */
     void unwatch();
+    /**
+     * Stop watching, from inside this watch's own on_ready (which must not
+     * have re-armed it): the fd leaves the epoll set now, without waiting for
+     * the running callback, so the callback may close the fd before it
+     * returns. A later unwatch() still waits for that callback to finish.
+     */
+    void remove_from_callback();
     /// True once unwatch has been called.
     bool is_removed();
 

@@ -51,11 +51,15 @@ void tcp_reader::start()
 
 void tcp_reader::stop()
 {
-    // Watches are unregistered (and idle) before their sockets close.
+    // Watches are unregistered (and idle) before their sockets close. The
+    // accept watch goes first: once it is idle, on_accept cannot create
+    // data_watch any more.
     if (accept_watch)
         accept_watch->unwatch();
     if (data_watch)
         data_watch->unwatch();
+    conn.reset();
+    acceptor.reset();
 }
 
 void tcp_reader::on_accept()
@@ -72,7 +76,10 @@ void tcp_reader::on_accept()
         return;
     }
     conn = socket_fd(fd);
-    // Exactly one connection: the acceptor is not re-armed.
+    // Exactly one connection: as in spead2 the listening socket is closed
+    // now, so further connection attempts are refused.
+    accept_watch->remove_from_callback();
+    acceptor.reset();
     data_watch = std::make_unique<watch>(*this, conn.get(), &tcp_reader::on_data);
     data_watch->arm();
 }

@@ -132,7 +132,8 @@ void udp_reader::start()
 
 void udp_reader::stop()
 {
-    unwatch();
+    unwatch();      // out of the epoll set, and no on_ready running
+    sock.reset();   // so the port is free once the stream has stopped
 }
 
 void udp_reader::on_ready()

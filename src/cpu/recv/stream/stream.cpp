@@ -80,8 +80,10 @@ stream::stream(std::shared_ptr<thread_pool> pool_, const stream_config &config_,
       head(config.get_substreams(), 0),
       last_hit(config.get_substreams(), 0),
       batch_stats(stat_configs->size(), 0),
-      stats(stat_configs->size(), 0)
+      stats(stat_configs->size(), 0),
+      closer(std::make_shared<reader_closer>())
 {
+    closer->owner = this;
     heap_opts.allow_out_of_order = config.get_allow_out_of_order();
     heap_opts.allow_unsized_heaps = config.get_allow_unsized_heaps();
     heap_opts.memcpy = get_memcpy_function(config.get_memcpy());
@@ -91,6 +93,11 @@ stream::stream(std::shared_ptr<thread_pool> pool_, const stream_config &config_,
 
 stream::~stream()
 {
+    {
+        // Waits for a close task that is running; cancels any still queued.
+        std::lock_guard<std::mutex> lock(closer->mutex);
+        closer->owner = nullptr;
+    }
     stop_readers();
 }
 
@@ -123,10 +130,20 @@ void stream::add_reader(const std::function<std::unique_ptr<reader>(stream &)> &
         start_now = started;
     }
     auto r = factory(*this);   // constructed even when stopped, so bad arguments still raise
-    if (readers_stopped)
-        return;                // as in spead2, adding to a stopped stream is a no-op
+    std::unique_lock<std::mutex> lock(mutex);
+    if (readers_stopped || stopped)
+    {
+        // As in spead2, adding to a stopped stream is a no-op: the reader
+        // is destroyed (closing its socket) outside the lock.
+        lock.unlock();
+        return;
+    }
     reader *raw = r.get();
     readers.push_back(std::move(r));
+    // Started under the stream lock (start() only arms or posts, never calls
+    // back), so that a later stop_received posts its close task after any
+    // task this start posts: a close task never waits on a task queued
+    // behind it.
     if (start_now)
         raw->start();
 }
@@ -140,6 +157,8 @@ void stream::start()
             return;
         started = true;
     }
+    if (readers_stopped)
+        return;                // stopped before the explicit start: nothing to start
     for (auto &r : readers)
         r->start();
 }
@@ -208,6 +227,14 @@ void stream::stop_received()
     stopped = true;
     flush();
     stopped_locked(false);
+    // The readers cannot be stopped here (this runs inside a reader callback,
+    // with the stream lock held); a pool task stops them and closes their
+    // sockets and files, as spead2 does at the end of a stream.
+    pool->post([c = closer] {
+        std::lock_guard<std::mutex> lock(c->mutex);
+        if (c->owner)
+            c->owner->stop_readers();
+    });
 }
 
 add_packet_state::add_packet_state(stream &owner) : owner(owner), lock(owner.mutex)

@@ -77,6 +77,7 @@ class stream;
 /**
  * A packet source attached to a stream. Readers feed packets with
  * stream::add_packet_state and report end of input with stream::stop_received.
+ * A reader owns its sockets and files; stop() releases them.
  */
 class reader
 {
@@ -89,8 +90,10 @@ public:
     /// Begin delivering packets (called once, at add time or at start()).
     virtual void start() = 0;
     /**
-     * Stop delivering and wait until no callback of this reader runs.
-     * Called without the stream lock held.
+     * Stop delivering, wait until no callback of this reader runs, then
+     * close its sockets and files (as spead2 does when a stream stops).
+     * Idempotent. Called without the stream lock held, never from one of
+     * this reader's own callbacks; start() after stop() does nothing.
      */
     virtual void stop() = 0;
 };
@@ -129,13 +132,25 @@ protected:
     std::vector<std::unique_ptr<reader>> readers;
     bool readers_stopped = false;
 
+    /**
+     * Shared with the task that stop_received posts to stop (and close) the
+     * readers; the destructor clears @c owner so that a task still queued
+     * then does nothing.
+     */
+    struct reader_closer
+    {
+        std::mutex mutex;
+        stream *owner;
+    };
+    std::shared_ptr<reader_closer> closer;
+
     rate_limited_log bad_packet_log;
 
     /// A heap is done (complete, evicted or flushed). Called with the lock held.
     virtual void heap_ready(live_heap &&h) = 0;
     /// Flush all live heaps to heap_ready (as incomplete where they are). Lock held.
     void flush();
-    /// Stop readers (waits for them); no lock held.
+    /// Stop readers (waits for them, closes their sockets and files); no lock held.
     void stop_readers();
     /// Increment a stat immediately (visible while a batch is in progress).
     void add_stat_now(std::size_t index, std::uint64_t value);
@@ -171,22 +186,25 @@ public:
      * Construct and attach a reader. The factory is called with the stream;
      * the reader starts now unless explicit_start is set and start() has not
      * been called yet. Throws std::runtime_error after an explicit start();
-     * on a stopped stream the reader is built (validating arguments) and dropped.
+     * on a stopped stream (by either route) the reader is built (validating
+     * arguments) and dropped, closing its sockets.
      */
     void add_reader(const std::function<std::unique_ptr<reader>(stream &)> &factory);
     /// Start readers added so far (explicit_start mode); later readers start at once.
     void start();
     /**
      * Stop the stream (user stop): stop_requested(), then the stop itself
-     * (flush live heaps, stopped_locked(true), stop all readers). Idempotent;
-     * returns once no reader runs. Must not be called from a reader callback.
+     * (flush live heaps, stopped_locked(true), stop all readers and close
+     * their sockets and files) before returning. Idempotent, callable from
+     * any thread except a reader callback.
      */
     void stop();
     /**
      * End of input from the network side (stop item, EOF). Called with the
      * lock held (inside a batch). Flushes heaps, marks the stream stopped and
-     * calls stopped_locked(false); readers notice and stop. Once only: a
-     * stream that has already stopped ignores it.
+     * calls stopped_locked(false); readers notice and stop feeding, and a
+     * task posted to the thread pool stops them and closes their sockets and
+     * files shortly afterwards. Once only: a stopped stream ignores it.
      */
     void stop_received();
     /// True once the stream has stopped (by either route).
