@@ -286,5 +286,5 @@ def test_bench_rounds(master_lib, agent_lib):
     assert "Traceback" not in a_err, a_err
     rounds = ROUND.findall(m_out)
     assert [int(i) for i, *_ in rounds] == list(range(ROUNDS)), m_out
-    for i, received, sent, verdict in rounds:
+    for _i, received, sent, verdict in rounds:
         assert (int(received), int(sent), verdict) == (BENCH_HEAPS, BENCH_HEAPS, "GOOD"), m_out
