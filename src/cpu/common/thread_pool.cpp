@@ -13,8 +13,7 @@ namespace spead2gpu
 {
 
 /// Run a worker callback; an escaping exception is logged, never fatal.
-template <typename F>
-static void run_guarded(F &&f)
+template <typename F> static void run_guarded(F &&f)
 {
     try
     {
@@ -124,11 +123,13 @@ thread_pool::thread_pool(int num_threads, const std::vector<int> &affinity)
     for (int i = 0; i < num_threads; i++)
     {
         int core = affinity.empty() ? -1 : affinity[i % affinity.size()];
-        workers.emplace_back([this, core] {
-            if (core >= 0)
-                set_affinity(core);
-            run();
-        });
+        workers.emplace_back(
+            [this, core]
+            {
+                if (core >= 0)
+                    set_affinity(core);
+                run();
+            });
     }
 }
 

@@ -34,7 +34,7 @@ class fd_watch
     std::mutex mutex;
     std::condition_variable idle_cond;
     bool registered = false;
-    int running = 0;     ///< callbacks in progress (a re-armed watch may overlap briefly)
+    int running = 0; ///< callbacks in progress (a re-armed watch may overlap briefly)
     bool removed = false;
 
     void dispatch();
@@ -80,8 +80,8 @@ class thread_pool
 {
     friend class fd_watch;
     int epoll_fd = -1;
-    int task_fd = -1;    ///< eventfd (semaphore): one count per queued task
-    int stop_fd = -1;    ///< eventfd written once at stop: wakes every worker
+    int task_fd = -1; ///< eventfd (semaphore): one count per queued task
+    int stop_fd = -1; ///< eventfd written once at stop: wakes every worker
     std::mutex task_mutex;
     std::deque<std::function<void()>> tasks;
     std::vector<std::thread> workers;
