@@ -45,7 +45,6 @@ py::object to_python(ring_stream::frozen &&f)
     return py::cast(std::make_shared<incomplete_heap>(std::move(std::get<incomplete_heap>(f))));
 }
 
-
 /// Blocking pop: tries without releasing the GIL first (cheap when heaps are waiting).
 ring_stream::frozen pop_heap(ring_stream &s)
 {
@@ -69,9 +68,15 @@ int socket_fileno(const py::object &sock, int type)
     return sock.attr("fileno")().cast<int>();
 }
 
-const char *core_stat_names[] = {
-    "heaps", "incomplete_heaps_evicted", "incomplete_heaps_flushed", "packets", "batches",
-    "max_batch", "single_packet_heaps", "search_dist", "worker_blocked"};
+const char *core_stat_names[] = {"heaps",
+                                 "incomplete_heaps_evicted",
+                                 "incomplete_heaps_flushed",
+                                 "packets",
+                                 "batches",
+                                 "max_batch",
+                                 "single_packet_heaps",
+                                 "search_dist",
+                                 "worker_blocked"};
 
 } // namespace
 
@@ -83,38 +88,40 @@ void register_recv_impl(py::module_ &m)
         .def_property_readonly("id", [](const raw_item &r) { return r.it->id; })
         .def_property_readonly("is_immediate", [](const raw_item &r) { return r.it->is_immediate; })
         .def_property_readonly("immediate_value", [](const raw_item &r) { return r.it->immediate_value; })
-        .def_buffer([](raw_item &r) {
-            return py::buffer_info(const_cast<std::uint8_t *>(r.it->ptr), 1,
-                                   py::format_descriptor<std::uint8_t>::format(), 1,
-                                   {py::ssize_t(r.it->length)}, {py::ssize_t(1)}, false);
-        });
+        .def_buffer(
+            [](raw_item &r)
+            {
+                return py::buffer_info(const_cast<std::uint8_t *>(r.it->ptr), 1,
+                                       py::format_descriptor<std::uint8_t>::format(), 1, {py::ssize_t(r.it->length)},
+                                       {py::ssize_t(1)}, false);
+            });
 
     py::class_<heap_base, std::shared_ptr<heap_base>>(m, "HeapBase", "Common part of received heaps")
         .def_property_readonly("cnt", &heap_base::get_cnt)
         .def_property_readonly("flavour", &heap_base::get_flavour)
-        .def("get_items", [](std::shared_ptr<heap_base> &self) {
-            py::list out;
-            for (const auto &it : self->get_items())
-                out.append(raw_item{self, &it});
-            return out;
-        })
+        .def("get_items",
+             [](std::shared_ptr<heap_base> &self)
+             {
+                 py::list out;
+                 for (const auto &it : self->get_items())
+                     out.append(raw_item{self, &it});
+                 return out;
+             })
         .def("is_start_of_stream", &heap_base::is_start_of_stream)
         .def("is_end_of_stream", &heap_base::is_end_of_stream);
     py::class_<heap, heap_base, std::shared_ptr<heap>>(m, "Heap", "A received heap")
         .def("get_descriptors", &heap::get_descriptors);
-    py::class_<incomplete_heap, heap_base, std::shared_ptr<incomplete_heap>>(
-        m, "IncompleteHeap", "A received heap with parts missing")
+    py::class_<incomplete_heap, heap_base, std::shared_ptr<incomplete_heap>>(m, "IncompleteHeap",
+                                                                             "A received heap with parts missing")
         .def_property_readonly("heap_length", &incomplete_heap::get_heap_length)
         .def_property_readonly("received_length", &incomplete_heap::get_received_length)
         .def_property_readonly("payload_ranges", &incomplete_heap::get_payload_ranges);
 
     py::class_<stat_config> stat_cls(m, "StreamStatConfig", "Name and mode of a statistic");
-    py::enum_<stat_mode>(stat_cls, "Mode")
-        .value("COUNTER", stat_mode::COUNTER)
-        .value("MAXIMUM", stat_mode::MAXIMUM);
+    py::enum_<stat_mode>(stat_cls, "Mode").value("COUNTER", stat_mode::COUNTER).value("MAXIMUM", stat_mode::MAXIMUM);
     stat_cls
-        .def(py::init([](std::string name, stat_mode mode) { return stat_config{std::move(name), mode}; }),
-             "name"_a, "mode"_a = stat_mode::COUNTER)
+        .def(py::init([](std::string name, stat_mode mode) { return stat_config{std::move(name), mode}; }), "name"_a,
+             "mode"_a = stat_mode::COUNTER)
         .def_property_readonly("name", [](const stat_config &c) { return c.name; })
         .def_property_readonly("mode", [](const stat_config &c) { return c.mode; })
         .def("combine", &stat_config::combine, "a"_a, "b"_a)
@@ -122,7 +129,8 @@ void register_recv_impl(py::module_ &m)
         .def(py::self != py::self);
 
     py::class_<stream_stats> stats_cls(m, "StreamStats", "Statistics of a receive stream");
-    auto get_index = [](const stream_stats &s, py::object key) -> std::size_t {
+    auto get_index = [](const stream_stats &s, py::object key) -> std::size_t
+    {
         if (py::isinstance<py::str>(key))
         {
             try
@@ -141,55 +149,62 @@ void register_recv_impl(py::module_ &m)
             throw py::index_error();
         return std::size_t(idx);
     };
-    stats_cls
-        .def(py::init<>())
-        .def("__getitem__", [get_index](const stream_stats &s, py::object key) {
-            return s.values()[get_index(s, key)];
-        })
-        .def("__setitem__", [get_index](stream_stats &s, py::object key, std::uint64_t v) {
-            s.values()[get_index(s, key)] = v;
-        })
-        .def("__contains__", [](const stream_stats &s, const std::string &name) {
-            for (const auto &c : *s.config())
-                if (c.name == name)
-                    return true;
-            return false;
-        })
-        .def("get", [](const stream_stats &s, const std::string &name, py::object dflt) -> py::object {
-            for (std::size_t i = 0; i < s.size(); i++)
-                if ((*s.config())[i].name == name)
-                    return py::int_(s.values()[i]);
-            return dflt;
-        }, "name"_a, "default"_a = py::none())
-        .def("keys", [](const stream_stats &s) {
-            py::list out;
-            for (const auto &c : *s.config())
-                out.append(c.name);
-            return out.attr("__iter__")();
-        })
-        .def("values", [](const stream_stats &s) {
-            return py::cast(s.values()).attr("__iter__")();
-        })
-        .def("items", [](const stream_stats &s) {
-            py::list out;
-            for (std::size_t i = 0; i < s.size(); i++)
-                out.append(py::make_tuple((*s.config())[i].name, s.values()[i]));
-            return out.attr("__iter__")();
-        })
-        .def("__iter__", [](const stream_stats &s) {
-            py::list out;
-            for (const auto &c : *s.config())
-                out.append(c.name);
-            return out.attr("__iter__")();
-        })
+    stats_cls.def(py::init<>())
+        .def("__getitem__",
+             [get_index](const stream_stats &s, py::object key) { return s.values()[get_index(s, key)]; })
+        .def("__setitem__",
+             [get_index](stream_stats &s, py::object key, std::uint64_t v) { s.values()[get_index(s, key)] = v; })
+        .def("__contains__",
+             [](const stream_stats &s, const std::string &name)
+             {
+                 for (const auto &c : *s.config())
+                     if (c.name == name)
+                         return true;
+                 return false;
+             })
+        .def(
+            "get",
+            [](const stream_stats &s, const std::string &name, py::object dflt) -> py::object
+            {
+                for (std::size_t i = 0; i < s.size(); i++)
+                    if ((*s.config())[i].name == name)
+                        return py::int_(s.values()[i]);
+                return dflt;
+            },
+            "name"_a, "default"_a = py::none())
+        .def("keys",
+             [](const stream_stats &s)
+             {
+                 py::list out;
+                 for (const auto &c : *s.config())
+                     out.append(c.name);
+                 return out.attr("__iter__")();
+             })
+        .def("values", [](const stream_stats &s) { return py::cast(s.values()).attr("__iter__")(); })
+        .def("items",
+             [](const stream_stats &s)
+             {
+                 py::list out;
+                 for (std::size_t i = 0; i < s.size(); i++)
+                     out.append(py::make_tuple((*s.config())[i].name, s.values()[i]));
+                 return out.attr("__iter__")();
+             })
+        .def("__iter__",
+             [](const stream_stats &s)
+             {
+                 py::list out;
+                 for (const auto &c : *s.config())
+                     out.append(c.name);
+                 return out.attr("__iter__")();
+             })
         .def("__len__", &stream_stats::size)
         .def_property_readonly("config", [](const stream_stats &s) { return *s.config(); })
         .def(py::self + py::self)
         .def(py::self += py::self);
     for (std::size_t i = 0; i < 9; i++)
     {
-        stats_cls.def_property(core_stat_names[i],
-            [i](const stream_stats &s) { return s.values()[i]; },
+        stats_cls.def_property(
+            core_stat_names[i], [i](const stream_stats &s) { return s.values()[i]; },
             [i](stream_stats &s, std::uint64_t v) { s.values()[i] = v; });
     }
 
@@ -207,20 +222,17 @@ void register_recv_impl(py::module_ &m)
         .def_property("max_heaps", &stream_config::get_max_heaps, &stream_config::set_max_heaps)
         .def_property("substreams", &stream_config::get_substreams, &stream_config::set_substreams)
         .def_property("bug_compat", &stream_config::get_bug_compat, &stream_config::set_bug_compat)
-        .def_property("memcpy",
-            [](const stream_config &c) { return int(c.get_memcpy()); },
+        .def_property(
+            "memcpy", [](const stream_config &c) { return int(c.get_memcpy()); },
             [](stream_config &c, int v) { c.set_memcpy(memcpy_function_id(v)); })
-        .def_property("memory_allocator", &stream_config::get_memory_allocator,
-                      &stream_config::set_memory_allocator)
-        .def_property("stop_on_stop_item", &stream_config::get_stop_on_stop_item,
-                      &stream_config::set_stop_on_stop_item)
+        .def_property("memory_allocator", &stream_config::get_memory_allocator, &stream_config::set_memory_allocator)
+        .def_property("stop_on_stop_item", &stream_config::get_stop_on_stop_item, &stream_config::set_stop_on_stop_item)
         .def_property("allow_unsized_heaps", &stream_config::get_allow_unsized_heaps,
                       &stream_config::set_allow_unsized_heaps)
         .def_property("allow_out_of_order", &stream_config::get_allow_out_of_order,
                       &stream_config::set_allow_out_of_order)
         .def_property("stream_id", &stream_config::get_stream_id, &stream_config::set_stream_id)
-        .def_property("explicit_start", &stream_config::get_explicit_start,
-                      &stream_config::set_explicit_start)
+        .def_property("explicit_start", &stream_config::get_explicit_start, &stream_config::set_explicit_start)
         .def_property_readonly("stats", &stream_config::get_stats)
         .def("add_stat", &stream_config::add_stat, "name"_a, "mode"_a = stat_mode::COUNTER)
         .def("get_stat_index", &stream_config::get_stat_index, "name"_a)
@@ -232,8 +244,7 @@ void register_recv_impl(py::module_ &m)
         .def_property("heaps", &ring_stream_config::get_heaps, &ring_stream_config::set_heaps)
         .def_property("contiguous_only", &ring_stream_config::get_contiguous_only,
                       &ring_stream_config::set_contiguous_only)
-        .def_property("incomplete_keep_payload_ranges",
-                      &ring_stream_config::get_incomplete_keep_payload_ranges,
+        .def_property("incomplete_keep_payload_ranges", &ring_stream_config::get_incomplete_keep_payload_ranges,
                       &ring_stream_config::set_incomplete_keep_payload_ranges)
         .def_readonly_static("DEFAULT_HEAPS", &ring_stream_config::default_heaps);
 
@@ -242,68 +253,90 @@ void register_recv_impl(py::module_ &m)
     base.attr("DEFAULT_UDP_BUFFER_SIZE") = 8 * 1024 * 1024;
     base.attr("DEFAULT_TCP_MAX_SIZE") = 65536;
     base.attr("DEFAULT_TCP_BUFFER_SIZE") = 212992;
-    base
-        .def("add_buffer_reader", [](stream &s, py::object buffer) {
-            auto view = request_buffer_view(buffer);
-            s.add_reader([&](stream &owner) {
-                return std::make_unique<mem_reader>(owner, view->data(), view->size(), view);
-            });
-        }, "buffer"_a)
-        .def("add_udp_reader", [](stream &s, std::uint16_t port, std::size_t max_size,
-                                  std::size_t buffer_size, const std::string &bind_hostname) {
-            auto endpoint = resolve_address(bind_hostname, port);
-            py::gil_scoped_release release;
-            s.add_reader([&](stream &owner) {
-                return std::make_unique<udp_reader>(owner, endpoint, max_size, buffer_size);
-            });
-        }, "port"_a, "max_size"_a = udp_reader::default_max_size,
-           "buffer_size"_a = udp_reader::default_buffer_size, "bind_hostname"_a = "")
-        .def("add_udp_reader", [](stream &s, const std::string &multicast_group, std::uint16_t port,
-                                  std::size_t max_size, std::size_t buffer_size,
-                                  const std::string &interface_address) {
-            auto group = resolve_address(multicast_group, port);
-            auto iface = resolve_address(interface_address, 0, AF_INET);
-            py::gil_scoped_release release;
-            s.add_reader([&](stream &owner) {
-                return std::make_unique<udp_reader>(owner, group, max_size, buffer_size, iface);
-            });
-        }, "multicast_group"_a, "port"_a, "max_size"_a = udp_reader::default_max_size,
-           "buffer_size"_a = udp_reader::default_buffer_size, "interface_address"_a = "0.0.0.0")
-        .def("add_udp_reader", [](stream &s, const std::string &multicast_group, std::uint16_t port,
-                                  std::size_t max_size, std::size_t buffer_size,
-                                  unsigned int interface_index) {
-            auto group = resolve_address(multicast_group, port);
-            py::gil_scoped_release release;
-            s.add_reader([&](stream &owner) {
-                return std::make_unique<udp_reader>(owner, group, max_size, buffer_size, interface_index);
-            });
-        }, "multicast_group"_a, "port"_a, "max_size"_a = udp_reader::default_max_size,
-           "buffer_size"_a = udp_reader::default_buffer_size, "interface_index"_a = 0)
-        .def("add_udp_reader", [](stream &s, py::object sock, std::size_t max_size) {
-            int fd = socket_fileno(sock, SOCK_DGRAM);
-            py::gil_scoped_release release;
-            s.add_reader([&](stream &owner) { return std::make_unique<udp_reader>(owner, fd, max_size); });
-        }, "socket"_a, "max_size"_a = udp_reader::default_max_size)
-        .def("add_tcp_reader", [](stream &s, std::uint16_t port, std::size_t max_size,
-                                  std::size_t buffer_size, const std::string &bind_hostname) {
-            auto endpoint = resolve_address(bind_hostname, port);
-            py::gil_scoped_release release;
-            s.add_reader([&](stream &owner) {
-                return std::make_unique<tcp_reader>(owner, endpoint, max_size, buffer_size);
-            });
-        }, "port"_a, "max_size"_a = tcp_reader::default_max_size,
-           "buffer_size"_a = tcp_reader::default_buffer_size, "bind_hostname"_a = "")
-        .def("add_tcp_reader", [](stream &s, py::object acceptor, std::size_t max_size) {
-            int fd = socket_fileno(acceptor, SOCK_STREAM);
-            py::gil_scoped_release release;
-            s.add_reader([&](stream &owner) { return std::make_unique<tcp_reader>(owner, fd, max_size); });
-        }, "acceptor"_a, "max_size"_a = tcp_reader::default_max_size)
-        .def("add_inproc_reader", [](stream &s, std::shared_ptr<inproc_queue> queue) {
-            s.add_reader([&](stream &owner) { return std::make_unique<inproc_reader>(owner, queue); });
-        }, "queue"_a)
-        .def("add_udp_pcap_file_reader", [](stream &s, const std::string &filename, const std::string &filter) {
-            s.add_reader([&](stream &owner) { return std::make_unique<pcap_reader>(owner, filename, filter); });
-        }, "filename"_a, "filter"_a = "")
+    base.def(
+            "add_buffer_reader",
+            [](stream &s, py::object buffer)
+            {
+                auto view = request_buffer_view(buffer);
+                s.add_reader([&](stream &owner)
+                             { return std::make_unique<mem_reader>(owner, view->data(), view->size(), view); });
+            },
+            "buffer"_a)
+        .def(
+            "add_udp_reader",
+            [](stream &s, std::uint16_t port, std::size_t max_size, std::size_t buffer_size,
+               const std::string &bind_hostname)
+            {
+                auto endpoint = resolve_address(bind_hostname, port);
+                py::gil_scoped_release release;
+                s.add_reader([&](stream &owner)
+                             { return std::make_unique<udp_reader>(owner, endpoint, max_size, buffer_size); });
+            },
+            "port"_a, "max_size"_a = udp_reader::default_max_size, "buffer_size"_a = udp_reader::default_buffer_size,
+            "bind_hostname"_a = "")
+        .def(
+            "add_udp_reader",
+            [](stream &s, const std::string &multicast_group, std::uint16_t port, std::size_t max_size,
+               std::size_t buffer_size, const std::string &interface_address)
+            {
+                auto group = resolve_address(multicast_group, port);
+                auto iface = resolve_address(interface_address, 0, AF_INET);
+                py::gil_scoped_release release;
+                s.add_reader([&](stream &owner)
+                             { return std::make_unique<udp_reader>(owner, group, max_size, buffer_size, iface); });
+            },
+            "multicast_group"_a, "port"_a, "max_size"_a = udp_reader::default_max_size,
+            "buffer_size"_a = udp_reader::default_buffer_size, "interface_address"_a = "0.0.0.0")
+        .def(
+            "add_udp_reader",
+            [](stream &s, const std::string &multicast_group, std::uint16_t port, std::size_t max_size,
+               std::size_t buffer_size, unsigned int interface_index)
+            {
+                auto group = resolve_address(multicast_group, port);
+                py::gil_scoped_release release;
+                s.add_reader(
+                    [&](stream &owner)
+                    { return std::make_unique<udp_reader>(owner, group, max_size, buffer_size, interface_index); });
+            },
+            "multicast_group"_a, "port"_a, "max_size"_a = udp_reader::default_max_size,
+            "buffer_size"_a = udp_reader::default_buffer_size, "interface_index"_a = 0)
+        .def(
+            "add_udp_reader",
+            [](stream &s, py::object sock, std::size_t max_size)
+            {
+                int fd = socket_fileno(sock, SOCK_DGRAM);
+                py::gil_scoped_release release;
+                s.add_reader([&](stream &owner) { return std::make_unique<udp_reader>(owner, fd, max_size); });
+            },
+            "socket"_a, "max_size"_a = udp_reader::default_max_size)
+        .def(
+            "add_tcp_reader",
+            [](stream &s, std::uint16_t port, std::size_t max_size, std::size_t buffer_size,
+               const std::string &bind_hostname)
+            {
+                auto endpoint = resolve_address(bind_hostname, port);
+                py::gil_scoped_release release;
+                s.add_reader([&](stream &owner)
+                             { return std::make_unique<tcp_reader>(owner, endpoint, max_size, buffer_size); });
+            },
+            "port"_a, "max_size"_a = tcp_reader::default_max_size, "buffer_size"_a = tcp_reader::default_buffer_size,
+            "bind_hostname"_a = "")
+        .def(
+            "add_tcp_reader",
+            [](stream &s, py::object acceptor, std::size_t max_size)
+            {
+                int fd = socket_fileno(acceptor, SOCK_STREAM);
+                py::gil_scoped_release release;
+                s.add_reader([&](stream &owner) { return std::make_unique<tcp_reader>(owner, fd, max_size); });
+            },
+            "acceptor"_a, "max_size"_a = tcp_reader::default_max_size)
+        .def(
+            "add_inproc_reader", [](stream &s, std::shared_ptr<inproc_queue> queue)
+            { s.add_reader([&](stream &owner) { return std::make_unique<inproc_reader>(owner, queue); }); }, "queue"_a)
+        .def(
+            "add_udp_pcap_file_reader", [](stream &s, const std::string &filename, const std::string &filter)
+            { s.add_reader([&](stream &owner) { return std::make_unique<pcap_reader>(owner, filename, filter); }); },
+            "filename"_a, "filter"_a = "")
         .def("start", &stream::start, py::call_guard<py::gil_scoped_release>())
         .def("stop", &stream::stop, py::call_guard<py::gil_scoped_release>())
         .def_property_readonly("stats", &stream::get_stats)
@@ -315,27 +348,27 @@ void register_recv_impl(py::module_ &m)
         .def("capacity", &ring_view::capacity);
     ring_cls
         .def(py::init([](std::shared_ptr<thread_pool> pool, const stream_config &config,
-                         const ring_stream_config &ring_config) {
-                 return new ring_stream(std::move(pool), config, ring_config);
-             }),
-             py::arg("thread_pool").none(false), "config"_a = stream_config(),
-             "ring_config"_a = ring_stream_config())
+                         const ring_stream_config &ring_config)
+                      { return new ring_stream(std::move(pool), config, ring_config); }),
+             py::arg("thread_pool").none(false), "config"_a = stream_config(), "ring_config"_a = ring_stream_config())
         .def("get", [](ring_stream &s) { return to_python(pop_heap(s)); })
         .def("get_nowait", [](ring_stream &s) { return to_python(s.try_pop()); })
         .def("__iter__", [](py::object self) { return self; })
-        .def("__next__", [](ring_stream &s) {
-            try
-            {
-                return to_python(pop_heap(s));
-            }
-            catch (ringbuffer_stopped &)
-            {
-                throw py::stop_iteration();
-            }
-        })
+        .def("__next__",
+             [](ring_stream &s)
+             {
+                 try
+                 {
+                     return to_python(pop_heap(s));
+                 }
+                 catch (ringbuffer_stopped &)
+                 {
+                     throw py::stop_iteration();
+                 }
+             })
         .def_property_readonly("fd", &ring_stream::fd)
         .def_property_readonly("ringbuffer",
-            py::cpp_function([](ring_stream &s) { return ring_view{&s}; }, py::keep_alive<0, 1>()))
+                               py::cpp_function([](ring_stream &s) { return ring_view{&s}; }, py::keep_alive<0, 1>()))
         .def_property_readonly("ring_config", &ring_stream::get_ring_config);
     register_chunk(m);
 }

@@ -25,8 +25,8 @@ void log_message(log_level level, const std::string &msg)
 
 void rate_limited_log::operator()(log_level level, const char *msg)
 {
-    auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-        std::chrono::steady_clock::now().time_since_epoch()).count();
+    auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+                   .count();
     std::int64_t next = next_ns.load(std::memory_order_relaxed);
     if (now < next || !next_ns.compare_exchange_strong(next, now + interval_ns))
     {

@@ -29,8 +29,14 @@ void set_log_function(log_function f);
 /// Emit one message through the current sink.
 void log_message(log_level level, const std::string &msg);
 
-inline void log_info(const std::string &msg) { log_message(log_level::info, msg); }
-inline void log_warning(const std::string &msg) { log_message(log_level::warning, msg); }
+inline void log_info(const std::string &msg)
+{
+    log_message(log_level::info, msg);
+}
+inline void log_warning(const std::string &msg)
+{
+    log_message(log_level::warning, msg);
+}
 
 /**
  * Lets through at most one message per interval; counts the rest and
@@ -45,7 +51,9 @@ class rate_limited_log
 
 public:
     explicit rate_limited_log(std::chrono::milliseconds interval = std::chrono::milliseconds(1000))
-        : interval_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(interval).count()) {}
+        : interval_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(interval).count())
+    {
+    }
 
     /// Log @a msg at @a level unless one was logged within the interval.
     void operator()(log_level level, const char *msg);

@@ -13,10 +13,9 @@ static stream_config chunk_config_stream(stream_config config)
 
 static std::vector<stat_config> chunk_stats(const chunk_stream_config &config)
 {
-    std::vector<stat_config> out{stat_config{too_old_heaps_stat, stat_mode::COUNTER},
-                                 stat_config{rejected_heaps_stat, stat_mode::COUNTER},
-                                 stat_config{bad_placement_stat, stat_mode::COUNTER},
-                                 stat_config{free_chunk_wait_stat, stat_mode::COUNTER}};
+    std::vector<stat_config> out{
+        stat_config{too_old_heaps_stat, stat_mode::COUNTER}, stat_config{rejected_heaps_stat, stat_mode::COUNTER},
+        stat_config{bad_placement_stat, stat_mode::COUNTER}, stat_config{free_chunk_wait_stat, stat_mode::COUNTER}};
     if (config.get_layout())
         for (auto &s : chunk_layout::stats())
             out.push_back(s);
@@ -41,8 +40,7 @@ chunk_stream::chunk_stream(std::shared_ptr<thread_pool> pool, const stream_confi
       chunk_config(resolve_layout(chunk_config_, layout.get())),
       too_old_index(get_config().get_stat_index(too_old_heaps_stat)),
       rejected_index(get_config().get_stat_index(rejected_heaps_stat)),
-      bad_placement_index(get_config().get_stat_index(bad_placement_stat)),
-      window(chunk_config.get_max_chunks()),
+      bad_placement_index(get_config().get_stat_index(bad_placement_stat)), window(chunk_config.get_max_chunks()),
       item_values(chunk_config.get_items().size(), -1),
       extra_scratch(new std::uint8_t[std::max<std::size_t>(chunk_config.get_max_heap_extra(), 1)]),
       free_chunk_wait_index(get_config().get_stat_index(free_chunk_wait_stat))
@@ -111,16 +109,15 @@ bool chunk_stream::place(const packet_header &packet, live_heap &heap)
     }
     bool too_old;
     chunk *c = window.get(
-        std::uint64_t(d.chunk_id), [&](chunk *r) { retire(r, stats); },
-        [this](std::uint64_t head) { window_head_moved(head); },
-        [&](std::uint64_t id) { return allocate_chunk(id, stats); }, too_old);
+        std::uint64_t(d.chunk_id), [&](chunk *r) { retire(r, stats); }, [this](std::uint64_t head)
+        { window_head_moved(head); }, [&](std::uint64_t id) { return allocate_chunk(id, stats); }, too_old);
     if (too_old)
     {
         stats[too_old_index]++;
         return false;
     }
     if (!c)
-        return false;   // no chunk could be had (rings stopped)
+        return false; // no chunk could be had (rings stopped)
     // Bounds checks: a bad placement is dropped, never written.
     const std::size_t heap_length = std::size_t(packet.heap_length);
     const std::size_t presence = chunk_config.get_packet_presence_payload_size();
@@ -129,8 +126,8 @@ bool chunk_stream::place(const packet_header &packet, live_heap &heap)
     if (c->present)
         ok = ok && d.heap_index <= c->present_size && flags <= c->present_size - d.heap_index;
     if (d.extra_size > 0)
-        ok = ok && d.extra_size <= chunk_config.get_max_heap_extra() && c->extra
-             && d.extra_offset <= c->extra_size && d.extra_size <= c->extra_size - d.extra_offset;
+        ok = ok && d.extra_size <= chunk_config.get_max_heap_extra() && c->extra && d.extra_offset <= c->extra_size &&
+            d.extra_size <= c->extra_size - d.extra_offset;
     if (!ok)
     {
         stats[bad_placement_index]++;
@@ -161,14 +158,14 @@ void chunk_stream::packet_added(const packet_header &packet, live_heap &heap)
 
 void chunk_stream::heap_ready(live_heap &&h)
 {
-    if (h.placement.chunk && !h.placement.discarded && h.is_complete()
-        && !chunk_config.get_packet_presence_payload_size())
+    if (h.placement.chunk && !h.placement.discarded && h.is_complete() &&
+        !chunk_config.get_packet_presence_payload_size())
     {
         auto *c = static_cast<chunk *>(h.placement.chunk);
         if (c->present)
             c->present[h.placement.heap_index] = 1;
     }
-    h.payload.release();   // points into the chunk: not ours to free
+    h.payload.release(); // points into the chunk: not ours to free
 }
 
 void chunk_stream::flush_until(std::uint64_t chunk_id, std::uint64_t *stats)

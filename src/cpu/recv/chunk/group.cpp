@@ -4,9 +4,9 @@
 namespace spead2gpu::recv
 {
 
-chunk_stream_group_member::chunk_stream_group_member(
-    chunk_stream_group &group, std::size_t index, std::shared_ptr<thread_pool> pool,
-    const stream_config &config, const chunk_stream_config &chunk_config)
+chunk_stream_group_member::chunk_stream_group_member(chunk_stream_group &group, std::size_t index,
+                                                     std::shared_ptr<thread_pool> pool, const stream_config &config,
+                                                     const chunk_stream_config &chunk_config)
     : chunk_stream(std::move(pool), config, chunk_config), group(group), index(index)
 {
 }
@@ -33,26 +33,28 @@ void chunk_stream_group_member::stop_requested()
 
 void chunk_stream_group_member::stopped_locked(bool by_user)
 {
-    chunk_stream::stopped_locked(by_user);   // flushes the window: the head reaches the tail
+    chunk_stream::stopped_locked(by_user); // flushes the window: the head reaches the tail
     group.member_ended(*this);
 }
 
 void chunk_stream_group_member::flush_later(std::uint64_t chunk_id)
 {
     std::shared_ptr<chunk_stream_group::flush_gate> gate = group.gate;
-    get_thread_pool().post([this, gate, chunk_id] {
-        std::lock_guard<std::mutex> gate_lock(gate->mutex);
-        if (!gate->group)
-            return;
-        std::lock_guard<std::mutex> lock(mutex);
-        if (stopped)
-            return;
-        std::vector<std::uint64_t> stats(batch_stats.size(), 0);
-        flush_until(chunk_id, stats.data());
-        for (std::size_t i = 0; i < stats.size(); i++)
-            if (stats[i])
-                add_stat_now(i, stats[i]);
-    });
+    get_thread_pool().post(
+        [this, gate, chunk_id]
+        {
+            std::lock_guard<std::mutex> gate_lock(gate->mutex);
+            if (!gate->group)
+                return;
+            std::lock_guard<std::mutex> lock(mutex);
+            if (stopped)
+                return;
+            std::vector<std::uint64_t> stats(batch_stats.size(), 0);
+            flush_until(chunk_id, stats.data());
+            for (std::size_t i = 0; i < stats.size(); i++)
+                if (stats[i])
+                    add_stat_now(i, stats[i]);
+        });
 }
 
 chunk_stream_group::chunk_stream_group(const chunk_stream_group_config &config,
@@ -74,17 +76,17 @@ chunk_stream_group::~chunk_stream_group()
     members.clear();
 }
 
-chunk_stream_group_member &chunk_stream_group::emplace_back(
-    std::shared_ptr<thread_pool> pool, const stream_config &stream_config,
-    const chunk_stream_config &chunk_config)
+chunk_stream_group_member &chunk_stream_group::emplace_back(std::shared_ptr<thread_pool> pool,
+                                                            const stream_config &stream_config,
+                                                            const chunk_stream_config &chunk_config)
 {
     if (chunk_config.get_max_chunks() > config.get_max_chunks())
         throw std::invalid_argument("stream max_chunks must not be larger than group max_chunks");
     std::lock_guard<std::mutex> lock(mutex);
     if (stopped)
         throw std::runtime_error("group has been stopped");
-    members.push_back(std::make_unique<chunk_stream_group_member>(
-        *this, members.size(), std::move(pool), stream_config, chunk_config));
+    members.push_back(std::make_unique<chunk_stream_group_member>(*this, members.size(), std::move(pool), stream_config,
+                                                                  chunk_config));
     member_heads.push_back(window.get_head());
     live_members++;
     return *members.back();
@@ -114,7 +116,8 @@ chunk *chunk_stream_group::get_chunk(chunk_stream_group_member &m, std::uint64_t
     return window.get(
         id, [this](chunk *c) { rings.deliver(std::unique_ptr<chunk>(c)); },
         [this](std::uint64_t) { head_moved.notify_all(); },
-        [&](std::uint64_t new_id) -> chunk * {
+        [&](std::uint64_t new_id) -> chunk *
+        {
             std::unique_ptr<chunk> c = rings.acquire(wait_ns);
             if (!c)
                 return nullptr;
@@ -132,7 +135,7 @@ void chunk_stream_group::set_member_head(std::size_t i, std::uint64_t head)
         return;
     member_heads[i] = head;
     if (old != window.get_head())
-        return;   // another member is further behind: the minimum did not move
+        return; // another member is further behind: the minimum did not move
     const std::uint64_t min_head = *std::min_element(member_heads.begin(), member_heads.end());
     window.flush_until(
         min_head, [this](chunk *c) { rings.deliver(std::unique_ptr<chunk>(c)); },

@@ -155,7 +155,7 @@ packet_result live_heap::add_packet(const packet_header &packet, const live_heap
     }
     if (packet.payload_length > 0)
     {
-        if (payload)   // null for a discarded (chunk-stream) heap
+        if (payload) // null for a discarded (chunk-stream) heap
             opts.memcpy(payload.get() + start, packet.payload, std::size_t(packet.payload_length));
         if (opts.allow_out_of_order)
         {

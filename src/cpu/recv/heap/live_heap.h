@@ -19,12 +19,12 @@ namespace spead2gpu::recv
 enum class packet_result
 {
     accepted,
-    out_of_order,      ///< in-order mode and the offset is not the next expected one
-    duplicate,         ///< overlaps payload already received
-    inconsistent,      ///< heap length / flavour disagrees with earlier packets
-    beyond_heap,       ///< an item pointer or payload lies beyond the heap length
-    unsized,           ///< no HEAP_LENGTH and unsized heaps are not allowed
-    no_memory          ///< the payload buffer could not be allocated
+    out_of_order, ///< in-order mode and the offset is not the next expected one
+    duplicate, ///< overlaps payload already received
+    inconsistent, ///< heap length / flavour disagrees with earlier packets
+    beyond_heap, ///< an item pointer or payload lies beyond the heap length
+    unsized, ///< no HEAP_LENGTH and unsized heaps are not allowed
+    no_memory ///< the payload buffer could not be allocated
 };
 
 class live_heap;
@@ -49,11 +49,11 @@ public:
 /// Where a placed heap's payload lives (chunk streams).
 struct heap_placement
 {
-    void *chunk = nullptr;        ///< owner of the memory (a recv::chunk), null if unplaced
+    void *chunk = nullptr; ///< owner of the memory (a recv::chunk), null if unplaced
     std::int64_t chunk_id = -1;
     std::size_t heap_index = 0;
     std::size_t heap_offset = 0;
-    bool discarded = false;       ///< rejected, too old, or aged out: payload is not written
+    bool discarded = false; ///< rejected, too old, or aged out: payload is not written
 };
 
 /// Options of the owning stream that reassembly needs.
@@ -63,7 +63,7 @@ struct live_heap_options
     bool allow_unsized_heaps = true;
     memcpy_function memcpy = nullptr;
     memory_allocator *allocator = nullptr;
-    heap_placer *placer = nullptr;   ///< if set, replaces the allocator
+    heap_placer *placer = nullptr; ///< if set, replaces the allocator
 };
 
 /**
@@ -76,11 +76,11 @@ public:
     s_item_pointer_t cnt = -1;
     int heap_address_bits = 0;
     std::uint32_t bug_compat = 0;
-    s_item_pointer_t heap_length = -1;     ///< -1 while unknown
-    s_item_pointer_t received_length = 0;  ///< payload bytes received
-    s_item_pointer_t min_length = 0;       ///< the largest item address seen
-    s_item_pointer_t max_end = 0;          ///< the largest payload end seen
-    bool end_of_stream = false;            ///< carried STREAM_CTRL=STOP
+    s_item_pointer_t heap_length = -1; ///< -1 while unknown
+    s_item_pointer_t received_length = 0; ///< payload bytes received
+    s_item_pointer_t min_length = 0; ///< the largest item address seen
+    s_item_pointer_t max_end = 0; ///< the largest payload end seen
+    bool end_of_stream = false; ///< carried STREAM_CTRL=STOP
     memory_allocator::pointer payload;
     std::size_t payload_capacity = 0;
     /// Item pointers (host order), without the four packet specials, de-duplicated.
@@ -100,10 +100,7 @@ public:
     /// Add one packet of this heap; copies its payload.
     packet_result add_packet(const packet_header &packet, const live_heap_options &opts);
     /// All of the heap has arrived.
-    bool is_complete() const
-    {
-        return heap_length >= 0 && received_length == heap_length && heap_length >= min_length;
-    }
+    bool is_complete() const { return heap_length >= 0 && received_length == heap_length && heap_length >= min_length; }
     /// The payload received so far is contiguous from 0 and covers all items.
     bool is_contiguous() const;
     /// Received [start, end) ranges (a single range in in-order mode).

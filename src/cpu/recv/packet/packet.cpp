@@ -36,11 +36,20 @@ decode_status decode_packet(packet_header &out, const std::uint8_t *data, std::s
         s_item_pointer_t value = s_item_pointer_t(p & addr_mask);
         switch (id)
         {
-        case HEAP_CNT_ID: out.heap_cnt = value; break;
-        case HEAP_LENGTH_ID: out.heap_length = value; break;
-        case PAYLOAD_OFFSET_ID: out.payload_offset = value; break;
-        case PAYLOAD_LENGTH_ID: out.payload_length = value; break;
-        default: break;
+        case HEAP_CNT_ID:
+            out.heap_cnt = value;
+            break;
+        case HEAP_LENGTH_ID:
+            out.heap_length = value;
+            break;
+        case PAYLOAD_OFFSET_ID:
+            out.payload_offset = value;
+            break;
+        case PAYLOAD_LENGTH_ID:
+            out.payload_length = value;
+            break;
+        default:
+            break;
         }
     }
     if (out.heap_cnt < 0 || out.payload_offset < 0 || out.payload_length < 0)
@@ -59,15 +68,24 @@ const char *decode_status_message(decode_status status)
 {
     switch (status)
     {
-    case decode_status::ok: return "ok";
-    case decode_status::too_short: return "packet too short for a SPEAD header";
-    case decode_status::bad_magic: return "packet has bad magic or version";
-    case decode_status::bad_widths: return "packet has unsupported item pointer widths";
-    case decode_status::too_many_items: return "packet item pointers exceed its length";
-    case decode_status::missing_specials: return "packet lacks HEAP_CNT, PAYLOAD_OFFSET or PAYLOAD_LENGTH";
-    case decode_status::truncated: return "packet is truncated";
-    case decode_status::bad_lengths: return "packet payload extends beyond its heap length";
-    case decode_status::size_mismatch: return "datagram size does not match its SPEAD packet size";
+    case decode_status::ok:
+        return "ok";
+    case decode_status::too_short:
+        return "packet too short for a SPEAD header";
+    case decode_status::bad_magic:
+        return "packet has bad magic or version";
+    case decode_status::bad_widths:
+        return "packet has unsupported item pointer widths";
+    case decode_status::too_many_items:
+        return "packet item pointers exceed its length";
+    case decode_status::missing_specials:
+        return "packet lacks HEAP_CNT, PAYLOAD_OFFSET or PAYLOAD_LENGTH";
+    case decode_status::truncated:
+        return "packet is truncated";
+    case decode_status::bad_lengths:
+        return "packet payload extends beyond its heap length";
+    case decode_status::size_mismatch:
+        return "datagram size does not match its SPEAD packet size";
     }
     return "unknown";
 }

@@ -17,13 +17,13 @@ struct packet_header
     int heap_address_bits = 0;
     int n_items = 0;
     s_item_pointer_t heap_cnt = -1;
-    s_item_pointer_t heap_length = -1;   ///< -1 if the packet has no HEAP_LENGTH
+    s_item_pointer_t heap_length = -1; ///< -1 if the packet has no HEAP_LENGTH
     s_item_pointer_t payload_offset = 0;
     s_item_pointer_t payload_length = 0;
-    const std::uint8_t *pointers = nullptr;  ///< n_items big-endian item pointers
-    const std::uint8_t *payload = nullptr;   ///< payload_length bytes
-    const std::uint8_t *packet = nullptr;    ///< start of the packet
-    std::size_t size = 0;                    ///< total packet size
+    const std::uint8_t *pointers = nullptr; ///< n_items big-endian item pointers
+    const std::uint8_t *payload = nullptr; ///< payload_length bytes
+    const std::uint8_t *packet = nullptr; ///< start of the packet
+    std::size_t size = 0; ///< total packet size
 
     item_pointer_t pointer(int i) const { return load_be64(pointers + 8 * i); }
 };

@@ -11,10 +11,8 @@ mem_reader::completion_guard::~completion_guard()
     c->cond.notify_all();
 }
 
-mem_reader::mem_reader(stream &owner, const std::uint8_t *data, std::size_t size,
-                       std::shared_ptr<void> keepalive)
-    : reader(owner), data(data), size(size), keepalive(std::move(keepalive)),
-      state(std::make_shared<completion>())
+mem_reader::mem_reader(stream &owner, const std::uint8_t *data, std::size_t size, std::shared_ptr<void> keepalive)
+    : reader(owner), data(data), size(size), keepalive(std::move(keepalive)), state(std::make_shared<completion>())
 {
 }
 
@@ -69,8 +67,7 @@ void mem_reader::stop()
 }
 
 inproc_reader::inproc_reader(stream &owner, std::shared_ptr<inproc_queue> queue)
-    : reader(owner), fd_watch(owner.get_thread_pool(), queue->buffer.data_fd()),
-      queue(std::move(queue))
+    : reader(owner), fd_watch(owner.get_thread_pool(), queue->buffer.data_fd()), queue(std::move(queue))
 {
 }
 

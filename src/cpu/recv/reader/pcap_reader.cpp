@@ -42,15 +42,15 @@ namespace
 /// What one captured record turned out to contain.
 enum class frame_kind
 {
-    udp,        ///< a whole UDP datagram: payload is valid
-    other,      ///< not IP/UDP: skipped silently
-    malformed   ///< IP/UDP, but truncated, inconsistent or fragmented: counted as malformed
+    udp, ///< a whole UDP datagram: payload is valid
+    other, ///< not IP/UDP: skipped silently
+    malformed ///< IP/UDP, but truncated, inconsistent or fragmented: counted as malformed
 };
 
 struct udp_frame
 {
     frame_kind kind = frame_kind::other;
-    const std::uint8_t *payload = nullptr;  ///< UDP payload (the SPEAD packet)
+    const std::uint8_t *payload = nullptr; ///< UDP payload (the SPEAD packet)
     std::size_t payload_size = 0;
 };
 
@@ -70,7 +70,7 @@ udp_frame parse_udp(const std::uint8_t *p, std::size_t n, bool jumbo)
         return malformed_frame;
     std::size_t len = be16(p + 4);
     if (len == 0 && jumbo)
-        len = n;            // RFC 2675: UDP length 0 in an IPv6 jumbogram
+        len = n; // RFC 2675: UDP length 0 in an IPv6 jumbogram
     if (len < 8 || len > n)
         return malformed_frame;
     return {frame_kind::udp, p + 8, len - 8};
@@ -86,7 +86,7 @@ udp_frame parse_ipv4(const std::uint8_t *p, std::size_t n)
     std::size_t total = be16(p + 2);
     if (ihl < 20 || total < ihl || total > n)
         return malformed_frame;
-    if (be16(p + 6) & 0x3fff)           // more fragments, or a non-zero offset
+    if (be16(p + 6) & 0x3fff) // more fragments, or a non-zero offset
         return malformed_frame;
     return parse_udp(p + ihl, total - ihl, false);
 }
@@ -112,14 +112,14 @@ udp_frame parse_ipv6(const std::uint8_t *p, std::size_t n)
         std::size_t ext_len;
         switch (nh)
         {
-        case 0:     // hop-by-hop options
-        case 43:    // routing
-        case 60:    // destination options
-        case 135:   // mobility
-        case 139:   // HIP
-        case 140:   // shim6
-        case 51:    // authentication header
-        case 44:    // fragment
+        case 0: // hop-by-hop options
+        case 43: // routing
+        case 60: // destination options
+        case 135: // mobility
+        case 139: // HIP
+        case 140: // shim6
+        case 51: // authentication header
+        case 44: // fragment
             if (limit - off < 8)
                 return malformed_frame;
             if (nh == 44)
@@ -127,7 +127,7 @@ udp_frame parse_ipv6(const std::uint8_t *p, std::size_t n)
                 // A real fragment (non-zero offset or more-fragments set)?
                 if (be16(p + off + 2) & 0xfff9)
                     return p[off] == PROTO_UDP ? malformed_frame : other_frame;
-                ext_len = 8;    // atomic fragment: the whole datagram follows
+                ext_len = 8; // atomic fragment: the whole datagram follows
             }
             else if (nh == 51)
                 ext_len = (std::size_t(p[off + 1]) + 2) * 4;
@@ -135,7 +135,7 @@ udp_frame parse_ipv6(const std::uint8_t *p, std::size_t n)
                 ext_len = (std::size_t(p[off + 1]) + 1) * 8;
             break;
         default:
-            return other_frame;    // not UDP (or an unknown extension)
+            return other_frame; // not UDP (or an unknown extension)
         }
         if (ext_len > limit - off)
             return malformed_frame;
@@ -151,9 +151,12 @@ udp_frame parse_ip(const std::uint8_t *p, std::size_t n)
         return other_frame;
     switch (p[0] >> 4)
     {
-    case 4: return parse_ipv4(p, n);
-    case 6: return parse_ipv6(p, n);
-    default: return other_frame;
+    case 4:
+        return parse_ipv4(p, n);
+    case 6:
+        return parse_ipv6(p, n);
+    default:
+        return other_frame;
     }
 }
 
@@ -170,9 +173,12 @@ udp_frame parse_ethertype(std::size_t ethertype, const std::uint8_t *p, std::siz
     }
     switch (ethertype)
     {
-    case 0x0800: return parse_ipv4(p, n);
-    case 0x86dd: return parse_ipv6(p, n);
-    default: return other_frame;
+    case 0x0800:
+        return parse_ipv4(p, n);
+    case 0x86dd:
+        return parse_ipv6(p, n);
+    default:
+        return other_frame;
     }
 }
 
@@ -184,7 +190,7 @@ bool dlt_supported(int dlt)
     case DLT_EN10MB:
     case DLT_RAW:
 #if DLT_RAW != 14
-    case 14:            // DLT_RAW as OpenBSD numbers it
+    case 14: // DLT_RAW as OpenBSD numbers it
 #endif
     case DLT_LOOP:
     case DLT_LINUX_SLL:
@@ -217,7 +223,7 @@ udp_frame parse_frame(int dlt, const std::uint8_t *data, std::size_t caplen)
         // A 4-byte address family (whose IPv6 value differs between
         // systems); the IP version nibble tells us what follows.
         return caplen < 4 ? other_frame : parse_ip(data + 4, caplen - 4);
-    default:            // raw IP
+    default: // raw IP
         return parse_ip(data, caplen);
     }
 }
@@ -253,10 +259,9 @@ struct capture
             if (!dlt_supported(dlt))
             {
                 const char *name = pcap_datalink_val_to_name(dlt);
-                throw std::runtime_error(
-                    filename + ": unsupported pcap link type " + std::to_string(dlt)
-                    + (name ? std::string(" (") + name + ")" : std::string())
-                    + " (supported: Ethernet, Linux SLL/SLL2, raw IP, BSD loopback)");
+                throw std::runtime_error(filename + ": unsupported pcap link type " + std::to_string(dlt) +
+                                         (name ? std::string(" (") + name + ")" : std::string()) +
+                                         " (supported: Ethernet, Linux SLL/SLL2, raw IP, BSD loopback)");
             }
             if (filter.find_first_not_of(" \t\r\n\f\v") != std::string::npos)
             {
@@ -309,7 +314,7 @@ void pcap_reader::replay()
             int status = pcap_next_ex(c.handle, &h, &data);
             if (status == PCAP_ERROR_BREAK)
             {
-                end = true;     // end of the file
+                end = true; // end of the file
                 continue;
             }
             if (status != 1)
@@ -338,7 +343,7 @@ void pcap_reader::replay()
             }
             batch.add_datagram(f.payload, f.payload_size, std::numeric_limits<std::size_t>::max());
             if (batch.is_stopped())
-                return;     // a stop item ended the stream
+                return; // a stop item ended the stream
         }
     }
     add_packet_state batch(owner);
@@ -349,20 +354,20 @@ void pcap_reader::replay()
 
 namespace pcap_detail
 {
-struct capture {};
-}
+struct capture
+{
+};
+} // namespace pcap_detail
 
 pcap_reader::pcap_reader(stream &owner, const std::string &filename, const std::string &filter)
     : reader(owner), filename(filename), state(std::make_shared<completion>())
 {
-    throw std::runtime_error(
-        "add_udp_pcap_file_reader: spead2gpu was built without libpcap, so it cannot read "
-        + filename + " (install libpcap-dev, or your system's libpcap development package, and rebuild)");
+    throw std::runtime_error("add_udp_pcap_file_reader: spead2gpu was built without libpcap, so it cannot read " +
+                             filename +
+                             " (install libpcap-dev, or your system's libpcap development package, and rebuild)");
 }
 
-void pcap_reader::replay()
-{
-}
+void pcap_reader::replay() {}
 
 #endif // SPEAD2GPU_HAVE_PCAP
 
@@ -403,7 +408,7 @@ void pcap_reader::run()
         add_packet_state batch(owner);
         owner.stop_received();
     }
-    cap.reset();        // close the file now; stop() waits for this task
+    cap.reset(); // close the file now; stop() waits for this task
 }
 
 void pcap_reader::stop()

@@ -19,7 +19,7 @@ namespace pcap_detail
 {
 /// The open capture (libpcap handle and compiled filter); defined in the .cpp.
 struct capture;
-}
+} // namespace pcap_detail
 
 /**
  * Reads a capture file with libpcap and feeds the payload of every UDP
@@ -67,7 +67,7 @@ class pcap_reader : public reader
     };
 
     std::string filename;
-    std::unique_ptr<pcap_detail::capture> cap;   ///< null once closed
+    std::unique_ptr<pcap_detail::capture> cap; ///< null once closed
     std::shared_ptr<completion> state;
     bool started = false;
 

@@ -9,8 +9,7 @@
 namespace spead2gpu::recv
 {
 
-tcp_reader::tcp_reader(stream &owner, const socket_address &endpoint, std::size_t max_size,
-                       std::size_t buffer_size)
+tcp_reader::tcp_reader(stream &owner, const socket_address &endpoint, std::size_t max_size, std::size_t buffer_size)
     : reader(owner), max_size(max_size)
 {
     acceptor = make_socket(endpoint.family(), SOCK_STREAM);
@@ -19,8 +18,8 @@ tcp_reader::tcp_reader(stream &owner, const socket_address &endpoint, std::size_
     set_socket_buffer_size(acceptor.get(), SO_RCVBUF, buffer_size);
     // RuntimeError in Python, as spead2 raises for socket set-up failures.
     if (::bind(acceptor.get(), endpoint.get(), endpoint.length) != 0)
-        throw std::runtime_error("bind to " + endpoint.host() + ":" + std::to_string(endpoint.port()) + ": "
-                                 + std::strerror(errno));
+        throw std::runtime_error("bind to " + endpoint.host() + ":" + std::to_string(endpoint.port()) + ": " +
+                                 std::strerror(errno));
     if (::listen(acceptor.get(), 1) != 0)
         throw std::runtime_error(std::string("listen: ") + std::strerror(errno));
     set_nonblocking(acceptor.get());
@@ -29,8 +28,7 @@ tcp_reader::tcp_reader(stream &owner, const socket_address &endpoint, std::size_
     accept_watch = std::make_unique<watch>(*this, acceptor.get(), &tcp_reader::on_accept);
 }
 
-tcp_reader::tcp_reader(stream &owner, int acceptor_fd, std::size_t max_size)
-    : reader(owner), max_size(max_size)
+tcp_reader::tcp_reader(stream &owner, int acceptor_fd, std::size_t max_size) : reader(owner), max_size(max_size)
 {
     acceptor = duplicate_fd(acceptor_fd);
     set_nonblocking(acceptor.get());

@@ -21,12 +21,11 @@ static void bind_or_throw(int fd, const socket_address &addr)
 {
     // RuntimeError in Python, as spead2 raises for socket set-up failures.
     if (::bind(fd, addr.get(), addr.length) != 0)
-        throw std::runtime_error("bind to " + addr.host() + ":" + std::to_string(addr.port()) + ": "
-                                 + std::strerror(errno));
+        throw std::runtime_error("bind to " + addr.host() + ":" + std::to_string(addr.port()) + ": " +
+                                 std::strerror(errno));
 }
 
-udp_reader::udp_reader(stream &owner, const socket_address &endpoint, std::size_t max_size,
-                       std::size_t buffer_size)
+udp_reader::udp_reader(stream &owner, const socket_address &endpoint, std::size_t max_size, std::size_t buffer_size)
     : reader(owner), fd_watch(owner.get_thread_pool(), -1), max_size(max_size)
 {
     sock = make_socket(endpoint.family(), SOCK_DGRAM);
@@ -39,8 +38,8 @@ udp_reader::udp_reader(stream &owner, const socket_address &endpoint, std::size_
     setup(buffer_size);
 }
 
-udp_reader::udp_reader(stream &owner, const socket_address &group, std::size_t max_size,
-                       std::size_t buffer_size, const socket_address &interface_address)
+udp_reader::udp_reader(stream &owner, const socket_address &group, std::size_t max_size, std::size_t buffer_size,
+                       const socket_address &interface_address)
     : reader(owner), fd_watch(owner.get_thread_pool(), -1), max_size(max_size)
 {
     if (group.family() != AF_INET)
@@ -57,14 +56,13 @@ udp_reader::udp_reader(stream &owner, const socket_address &group, std::size_t m
         mreq.imr_multiaddr = reinterpret_cast<const sockaddr_in *>(group.get())->sin_addr;
         mreq.imr_interface = reinterpret_cast<const sockaddr_in *>(interface_address.get())->sin_addr;
         if (setsockopt(sock.get(), IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof(mreq)) != 0)
-            throw std::runtime_error(std::string("join multicast group (IP_ADD_MEMBERSHIP): ")
-                                     + std::strerror(errno));
+            throw std::runtime_error(std::string("join multicast group (IP_ADD_MEMBERSHIP): ") + std::strerror(errno));
     }
     setup(buffer_size);
 }
 
-udp_reader::udp_reader(stream &owner, const socket_address &group, std::size_t max_size,
-                       std::size_t buffer_size, unsigned int interface_index)
+udp_reader::udp_reader(stream &owner, const socket_address &group, std::size_t max_size, std::size_t buffer_size,
+                       unsigned int interface_index)
     : reader(owner), fd_watch(owner.get_thread_pool(), -1), max_size(max_size)
 {
     if (group.family() != AF_INET6)
@@ -79,8 +77,7 @@ udp_reader::udp_reader(stream &owner, const socket_address &group, std::size_t m
     mreq.ipv6mr_multiaddr = reinterpret_cast<const sockaddr_in6 *>(group.get())->sin6_addr;
     mreq.ipv6mr_interface = interface_index;
     if (setsockopt(sock.get(), IPPROTO_IPV6, IPV6_JOIN_GROUP, &mreq, sizeof(mreq)) != 0)
-        throw std::runtime_error(std::string("join multicast group (IPV6_JOIN_GROUP): ")
-                                 + std::strerror(errno));
+        throw std::runtime_error(std::string("join multicast group (IPV6_JOIN_GROUP): ") + std::strerror(errno));
     setup(buffer_size);
 }
 
@@ -104,10 +101,9 @@ void udp_reader::setup(std::size_t buffer_size)
     setsockopt(sock.get(), SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
     // UDP GRO lets the kernel hand over several same-sized datagrams in one
     // buffer; it needs 64 KiB slots.
-    if (max_size < gro_buffer_size
-        && setsockopt(sock.get(), SOL_UDP, UDP_GRO, &one, sizeof(one)) == 0)
+    if (max_size < gro_buffer_size && setsockopt(sock.get(), SOL_UDP, UDP_GRO, &one, sizeof(one)) == 0)
         gro = true;
-    slot_size = gro ? gro_buffer_size : max_size + 1;   // +1 detects oversize datagrams
+    slot_size = gro ? gro_buffer_size : max_size + 1; // +1 detects oversize datagrams
     buffer.reset(new std::uint8_t[slot_size * mmsg_count]);
     control_size = CMSG_SPACE(sizeof(std::uint32_t)) + CMSG_SPACE(sizeof(int));
     control.reset(new std::uint8_t[control_size * mmsg_count]);
@@ -132,8 +128,8 @@ void udp_reader::start()
 
 void udp_reader::stop()
 {
-    unwatch();      // out of the epoll set, and no on_ready running
-    sock.reset();   // so the port is free once the stream has stopped
+    unwatch(); // out of the epoll set, and no on_ready running
+    sock.reset(); // so the port is free once the stream has stopped
 }
 
 void udp_reader::on_ready()

@@ -19,18 +19,14 @@ std::vector<stat_config> default_stat_configs()
     };
 }
 
-stream_stats::stream_stats()
-    : stream_stats(std::make_shared<const std::vector<stat_config>>(default_stat_configs()))
-{
-}
+stream_stats::stream_stats() : stream_stats(std::make_shared<const std::vector<stat_config>>(default_stat_configs())) {}
 
 stream_stats::stream_stats(std::shared_ptr<const std::vector<stat_config>> config)
     : config_(std::move(config)), values_(config_->size(), 0)
 {
 }
 
-stream_stats::stream_stats(std::shared_ptr<const std::vector<stat_config>> config,
-                           std::vector<std::uint64_t> values)
+stream_stats::stream_stats(std::shared_ptr<const std::vector<stat_config>> config, std::vector<std::uint64_t> values)
     : config_(std::move(config)), values_(std::move(values))
 {
     values_.resize(config_->size());

@@ -16,8 +16,8 @@ namespace spead2gpu::recv
 /// How two values of a statistic combine.
 enum class stat_mode : int
 {
-    COUNTER = 0,  ///< values add
-    MAXIMUM = 1   ///< the larger value wins
+    COUNTER = 0, ///< values add
+    MAXIMUM = 1 ///< the larger value wins
 };
 
 /// Name and combination rule of one statistic.
@@ -46,7 +46,7 @@ constexpr std::size_t MAX_BATCH = 5;
 constexpr std::size_t SINGLE_PACKET_HEAPS = 6;
 constexpr std::size_t SEARCH_DIST = 7;
 constexpr std::size_t WORKER_BLOCKED = 8;
-constexpr std::size_t CUSTOM = 9;   ///< first custom statistic
+constexpr std::size_t CUSTOM = 9; ///< first custom statistic
 } // namespace stat_index
 
 /// Names of the statistics spead2gpu adds to every stream (after all others).
@@ -69,8 +69,7 @@ class stream_stats
 public:
     stream_stats();
     explicit stream_stats(std::shared_ptr<const std::vector<stat_config>> config);
-    stream_stats(std::shared_ptr<const std::vector<stat_config>> config,
-                 std::vector<std::uint64_t> values);
+    stream_stats(std::shared_ptr<const std::vector<stat_config>> config, std::vector<std::uint64_t> values);
 
     const std::shared_ptr<const std::vector<stat_config>> &config() const { return config_; }
     std::vector<std::uint64_t> &values() { return values_; }

@@ -69,18 +69,13 @@ static stream_config with_extra_stats(stream_config config, const std::vector<st
     return config;
 }
 
-stream::stream(std::shared_ptr<thread_pool> pool_, const stream_config &config_,
-               std::vector<stat_config> extra_stats)
-    : pool(std::move(pool_)),
-      config(with_extra_stats(config_, extra_stats)),
+stream::stream(std::shared_ptr<thread_pool> pool_, const stream_config &config_, std::vector<stat_config> extra_stats)
+    : pool(std::move(pool_)), config(with_extra_stats(config_, extra_stats)),
       stat_configs(std::make_shared<const std::vector<stat_config>>(config.get_stats())),
       malformed_index(config.get_stat_index(malformed_packets_stat)),
       rejected_index(config.get_stat_index(rejected_packets_stat)),
-      heaps(config.get_max_heaps() * config.get_substreams()),
-      head(config.get_substreams(), 0),
-      last_hit(config.get_substreams(), 0),
-      batch_stats(stat_configs->size(), 0),
-      stats(stat_configs->size(), 0),
+      heaps(config.get_max_heaps() * config.get_substreams()), head(config.get_substreams(), 0),
+      last_hit(config.get_substreams(), 0), batch_stats(stat_configs->size(), 0), stats(stat_configs->size(), 0),
       closer(std::make_shared<reader_closer>())
 {
     closer->owner = this;
@@ -129,7 +124,7 @@ void stream::add_reader(const std::function<std::unique_ptr<reader>(stream &)> &
             throw std::runtime_error("Cannot add readers after explicit start");
         start_now = started;
     }
-    auto r = factory(*this);   // constructed even when stopped, so bad arguments still raise
+    auto r = factory(*this); // constructed even when stopped, so bad arguments still raise
     std::unique_lock<std::mutex> lock(mutex);
     if (readers_stopped || stopped)
     {
@@ -158,7 +153,7 @@ void stream::start()
         started = true;
     }
     if (readers_stopped)
-        return;                // stopped before the explicit start: nothing to start
+        return; // stopped before the explicit start: nothing to start
     for (auto &r : readers)
         r->start();
 }
@@ -169,21 +164,21 @@ void stream::flush()
     const std::size_t max_heaps = config.get_max_heaps();
     // Oldest first: each substream's ring from the next slot to be reused.
     for (std::size_t sub = 0; sub < head.size(); sub++)
-    for (std::size_t k = 0; k < max_heaps; k++)
-    {
-        std::size_t slot = head[sub] + k;
-        if (slot >= max_heaps)
-            slot -= max_heaps;
-        live_heap &h = heaps[sub * max_heaps + slot];
-        if (h.empty())
-            continue;
-        live_heap tmp = std::move(h);
-        h.cnt = -1;
-        if (!tmp.is_complete())
-            flushed++;
-        delivered++;
-        heap_ready(std::move(tmp));
-    }
+        for (std::size_t k = 0; k < max_heaps; k++)
+        {
+            std::size_t slot = head[sub] + k;
+            if (slot >= max_heaps)
+                slot -= max_heaps;
+            live_heap &h = heaps[sub * max_heaps + slot];
+            if (h.empty())
+                continue;
+            live_heap tmp = std::move(h);
+            h.cnt = -1;
+            if (!tmp.is_complete())
+                flushed++;
+            delivered++;
+            heap_ready(std::move(tmp));
+        }
     if (delivered)
     {
         std::lock_guard<std::mutex> lock(stats_mutex);
@@ -230,11 +225,13 @@ void stream::stop_received()
     // The readers cannot be stopped here (this runs inside a reader callback,
     // with the stream lock held); a pool task stops them and closes their
     // sockets and files, as spead2 does at the end of a stream.
-    pool->post([c = closer] {
-        std::lock_guard<std::mutex> lock(c->mutex);
-        if (c->owner)
-            c->owner->stop_readers();
-    });
+    pool->post(
+        [c = closer]
+        {
+            std::lock_guard<std::mutex> lock(c->mutex);
+            if (c->owner)
+                c->owner->stop_readers();
+        });
 }
 
 add_packet_state::add_packet_state(stream &owner) : owner(owner), lock(owner.mutex)
@@ -307,8 +304,7 @@ bool add_packet_state::add_packet(const packet_header &packet)
     live_heap *target;
     std::size_t slot = SIZE_MAX;
 
-    if (packet.heap_length >= 0 && packet.payload_offset == 0
-        && packet.payload_length == packet.heap_length)
+    if (packet.heap_length >= 0 && packet.payload_offset == 0 && packet.payload_length == packet.heap_length)
     {
         // Single-packet heap: no lookup and no storage, but (as in spead2) it
         // still advances its substream's slot ring, evicting the occupant.
@@ -376,7 +372,7 @@ bool add_packet_state::add_packet(const packet_header &packet)
         if (!s.config.get_allow_out_of_order() && packet.payload_offset != 0)
         {
             bs[s.rejected_index]++;
-            return false;   // the start of this heap was missed
+            return false; // the start of this heap was missed
         }
         std::size_t &h = s.head[sub];
         slot = base + h;

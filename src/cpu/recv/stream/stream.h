@@ -53,15 +53,35 @@ public:
     memcpy_function_id get_memcpy() const { return memcpy; }
     stream_config &set_memory_allocator(std::shared_ptr<memory_allocator> v);
     const std::shared_ptr<memory_allocator> &get_memory_allocator() const { return allocator; }
-    stream_config &set_stop_on_stop_item(bool v) { stop_on_stop_item = v; return *this; }
+    stream_config &set_stop_on_stop_item(bool v)
+    {
+        stop_on_stop_item = v;
+        return *this;
+    }
     bool get_stop_on_stop_item() const { return stop_on_stop_item; }
-    stream_config &set_allow_unsized_heaps(bool v) { allow_unsized_heaps = v; return *this; }
+    stream_config &set_allow_unsized_heaps(bool v)
+    {
+        allow_unsized_heaps = v;
+        return *this;
+    }
     bool get_allow_unsized_heaps() const { return allow_unsized_heaps; }
-    stream_config &set_allow_out_of_order(bool v) { allow_out_of_order = v; return *this; }
+    stream_config &set_allow_out_of_order(bool v)
+    {
+        allow_out_of_order = v;
+        return *this;
+    }
     bool get_allow_out_of_order() const { return allow_out_of_order; }
-    stream_config &set_stream_id(std::uint64_t v) { stream_id = v; return *this; }
+    stream_config &set_stream_id(std::uint64_t v)
+    {
+        stream_id = v;
+        return *this;
+    }
     std::uint64_t get_stream_id() const { return stream_id; }
-    stream_config &set_explicit_start(bool v) { explicit_start = v; return *this; }
+    stream_config &set_explicit_start(bool v)
+    {
+        explicit_start = v;
+        return *this;
+    }
     bool get_explicit_start() const { return explicit_start; }
 
     /// Register a custom statistic; returns its index. Duplicate names throw invalid_argument.
@@ -120,9 +140,9 @@ protected:
     std::mutex mutex;
     bool stopped = false;
     bool started = false;
-    std::vector<live_heap> heaps;        ///< substreams × max_heaps slots
-    std::vector<std::size_t> head;       ///< next slot to use, per substream
-    std::vector<std::size_t> last_hit;   ///< slot of the last packet's heap, per substream
+    std::vector<live_heap> heaps; ///< substreams × max_heaps slots
+    std::vector<std::size_t> head; ///< next slot to use, per substream
+    std::vector<std::size_t> last_hit; ///< slot of the last packet's heap, per substream
     std::vector<std::uint64_t> batch_stats;
 
     mutable std::mutex stats_mutex;
@@ -170,8 +190,7 @@ protected:
     void finish_stop();
 
 public:
-    stream(std::shared_ptr<thread_pool> pool, const stream_config &config,
-           std::vector<stat_config> extra_stats = {});
+    stream(std::shared_ptr<thread_pool> pool, const stream_config &config, std::vector<stat_config> extra_stats = {});
     virtual ~stream();
     stream(const stream &) = delete;
     stream &operator=(const stream &) = delete;
