@@ -11,7 +11,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 def cpp_sources():
     patterns = ["src/*.h", "src/*.cpp", "src/*.cu", "tests/cpp/*.h", "tests/cpp/*.cpp"]
-    proc = subprocess.run(["git", "ls-files", *patterns], cwd=ROOT, capture_output=True, text=True, check=True)
+    proc = subprocess.run(["git", "ls-files", *patterns], cwd=ROOT, capture_output=True, text=True,
+                          check=True)
     return proc.stdout.split()
 
 
