@@ -74,11 +74,12 @@ def child_source(name):
     """)
 
 
-@pytest.mark.skipif(ALIASED_TO_REFERENCE, reason="checks spead2gpu's own subprocess")
-@pytest.mark.parametrize("name", sorted(SETUP))
-def test_sigint_interrupts_blocking_call(name):
+def interrupt_child(src):
+    """Run *src* in a subprocess; once it prints "blocking", send SIGINT. The
+    child must then print "interrupted" and exit 0. Returns the seconds from
+    the signal to the child's exit."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([PYTHON_DIR, os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen([sys.executable, "-c", child_source(name)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", src], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout.readline().strip() == "blocking"
@@ -93,6 +94,13 @@ def test_sigint_interrupts_blocking_call(name):
             proc.wait()
     assert proc.returncode == 0, (out, err)
     assert out.startswith("interrupted"), (out, err)
+    return elapsed
+
+
+@pytest.mark.skipif(ALIASED_TO_REFERENCE, reason="checks spead2gpu's own subprocess")
+@pytest.mark.parametrize("name", sorted(SETUP))
+def test_sigint_interrupts_blocking_call(name):
+    elapsed = interrupt_child(child_source(name))
     # The wait wakes every 50 ms to look for signals; allow for a loaded machine.
     assert elapsed < 2.0
 
@@ -131,20 +139,7 @@ def test_sigint_interrupts_send_flush():
         # run_until_complete, not asyncio.run: the latter replaces the SIGINT handler
         asyncio.new_event_loop().run_until_complete(main())
     """)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([PYTHON_DIR, os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen([sys.executable, "-c", src], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stdout.readline().strip() == "blocking"
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=5)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, (out, err)
-    assert out.startswith("interrupted"), (out, err)
+    interrupt_child(src)
 
 
 def test_stop_from_another_thread_wakes_get():

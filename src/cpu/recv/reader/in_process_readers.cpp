@@ -4,25 +4,15 @@
 namespace spead2gpu::recv
 {
 
-mem_reader::completion_guard::~completion_guard()
-{
-    std::lock_guard<std::mutex> lock(c->mutex);
-    c->done = true;
-    c->cond.notify_all();
-}
-
 mem_reader::mem_reader(stream &owner, const std::uint8_t *data, std::size_t size, std::shared_ptr<void> keepalive)
-    : reader(owner), data(data), size(size), keepalive(std::move(keepalive)), state(std::make_shared<completion>())
+    : reader(owner), data(data), size(size), keepalive(std::move(keepalive))
 {
 }
 
 void mem_reader::start()
 {
     started = true;
-    // (not make_shared from a temporary: the temporary's destructor would
-    // signal completion at once)
-    std::shared_ptr<completion_guard> guard(new completion_guard{state});
-    owner.get_thread_pool().post([this, guard] { run(); });
+    task.post(owner.get_thread_pool(), [this] { run(); });
 }
 
 void mem_reader::run()
@@ -60,10 +50,7 @@ void mem_reader::run()
 
 void mem_reader::stop()
 {
-    if (!started)
-        return;
-    std::unique_lock<std::mutex> lock(state->mutex);
-    state->cond.wait(lock, [this] { return state->done; });
+    task.wait();
 }
 
 inproc_reader::inproc_reader(stream &owner, std::shared_ptr<inproc_queue> queue)

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include "common/inproc_queue.h"
+#include "recv/reader/posted_task.h"
 #include "recv/stream/stream.h"
 #include "common/thread_pool.h"
 
@@ -24,23 +25,11 @@ namespace spead2gpu::recv
  */
 class mem_reader : public reader
 {
-    struct completion
-    {
-        std::mutex mutex;
-        std::condition_variable cond;
-        bool done = false;
-    };
-    /// Marks the task finished when destroyed (whether it ran or was discarded).
-    struct completion_guard
-    {
-        std::shared_ptr<completion> c;
-        ~completion_guard();
-    };
 
     const std::uint8_t *data;
     std::size_t size;
     std::shared_ptr<void> keepalive;
-    std::shared_ptr<completion> state;
+    posted_task task; ///< the replay task, which stop() waits for
     bool started = false;
 
     void run();

@@ -293,8 +293,7 @@ struct capture
 using namespace pcap_detail;
 
 pcap_reader::pcap_reader(stream &owner, const std::string &filename, const std::string &filter)
-    : reader(owner), filename(filename), cap(std::make_unique<capture>(filename, filter)),
-      state(std::make_shared<completion>())
+    : reader(owner), filename(filename), cap(std::make_unique<capture>(filename, filter))
 {
 }
 
@@ -360,7 +359,7 @@ struct capture
 } // namespace pcap_detail
 
 pcap_reader::pcap_reader(stream &owner, const std::string &filename, const std::string &filter)
-    : reader(owner), filename(filename), state(std::make_shared<completion>())
+    : reader(owner), filename(filename)
 {
     throw std::runtime_error("add_udp_pcap_file_reader: spead2gpu was built without libpcap, so it cannot read " +
                              filename +
@@ -370,13 +369,6 @@ pcap_reader::pcap_reader(stream &owner, const std::string &filename, const std::
 void pcap_reader::replay() {}
 
 #endif // SPEAD2GPU_HAVE_PCAP
-
-pcap_reader::completion_guard::~completion_guard()
-{
-    std::lock_guard<std::mutex> lock(c->mutex);
-    c->done = true;
-    c->cond.notify_all();
-}
 
 pcap_reader::~pcap_reader()
 {
@@ -388,10 +380,7 @@ void pcap_reader::start()
     if (started || !cap)
         return;
     started = true;
-    // Constructed in place: a temporary guard's destructor would signal
-    // completion before the task even ran.
-    auto guard = std::shared_ptr<completion_guard>(new completion_guard{state});
-    owner.get_thread_pool().post([this, guard] { run(); });
+    task.post(owner.get_thread_pool(), [this] { run(); });
 }
 
 void pcap_reader::run()
@@ -413,11 +402,7 @@ void pcap_reader::run()
 
 void pcap_reader::stop()
 {
-    if (started)
-    {
-        std::unique_lock<std::mutex> lock(state->mutex);
-        state->cond.wait(lock, [this] { return state->done; });
-    }
+    task.wait();
     cap.reset();
 }
 

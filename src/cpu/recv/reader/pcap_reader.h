@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include "recv/reader/posted_task.h"
 #include "recv/stream/stream.h"
 
 namespace spead2gpu::recv
@@ -53,22 +54,10 @@ struct capture;
  */
 class pcap_reader : public reader
 {
-    struct completion
-    {
-        std::mutex mutex;
-        std::condition_variable cond;
-        bool done = false;
-    };
-    /// Marks the task finished when destroyed (whether it ran or was discarded).
-    struct completion_guard
-    {
-        std::shared_ptr<completion> c;
-        ~completion_guard();
-    };
 
     std::string filename;
     std::unique_ptr<pcap_detail::capture> cap; ///< null once closed
-    std::shared_ptr<completion> state;
+    posted_task task; ///< the replay task, which stop() waits for
     bool started = false;
 
     void run();
