@@ -412,33 +412,22 @@ public:
     std::string getvalue() const { return static_cast<const bytes_stream &>(*s).getvalue(); }
 };
 
-class py_inproc_stream : public py_stream
+/// InprocStream and InprocStreamAsyncio: an inproc_stream behind either Python stream base.
+template <typename Base> class py_inproc_stream_of : public Base
 {
 public:
-    py_inproc_stream(std::shared_ptr<thread_pool> pool, std::vector<std::shared_ptr<inproc_queue>> queues,
-                     const stream_config &config)
+    py_inproc_stream_of(std::shared_ptr<thread_pool> pool, std::vector<std::shared_ptr<inproc_queue>> queues,
+                        const stream_config &config)
     {
-        s = std::make_unique<inproc_stream>(std::move(pool), std::move(queues), config);
+        this->s = std::make_unique<inproc_stream>(std::move(pool), std::move(queues), config);
     }
     const std::vector<std::shared_ptr<inproc_queue>> &get_queues() const
     {
-        return static_cast<const inproc_stream &>(*s).get_queues();
+        return static_cast<const inproc_stream &>(*this->s).get_queues();
     }
 };
-
-class py_inproc_stream_asyncio : public py_asyncio_stream
-{
-public:
-    py_inproc_stream_asyncio(std::shared_ptr<thread_pool> pool, std::vector<std::shared_ptr<inproc_queue>> queues,
-                             const stream_config &config)
-    {
-        s = std::make_unique<inproc_stream>(std::move(pool), std::move(queues), config);
-    }
-    const std::vector<std::shared_ptr<inproc_queue>> &get_queues() const
-    {
-        return static_cast<const inproc_stream &>(*s).get_queues();
-    }
-};
+using py_inproc_stream = py_inproc_stream_of<py_stream>;
+using py_inproc_stream_asyncio = py_inproc_stream_of<py_asyncio_stream>;
 
 /* ------------------------------------------------- network streams */
 

@@ -58,22 +58,8 @@ void fd_watch::arm()
         check(epoll_ctl(pool.epoll_fd, EPOLL_CTL_MOD, fd, &ev), "epoll_ctl(MOD)");
 }
 
-void fd_watch::unwatch()
+void fd_watch::deregister_locked()
 {
-    std::unique_lock<std::mutex> lock(mutex);
-    if (!removed)
-    {
-        removed = true;
-        if (registered)
-            epoll_ctl(pool.epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
-        registered = false;
-    }
-    idle_cond.wait(lock, [this] { return running == 0; });
-}
-
-void fd_watch::remove_from_callback()
-{
-    std::lock_guard<std::mutex> lock(mutex);
     if (!removed)
     {
         removed = true;
@@ -82,6 +68,19 @@ void fd_watch::remove_from_callback()
     }
     // The fd may be closed and its number reused: never touch it again.
     registered = false;
+}
+
+void fd_watch::unwatch()
+{
+    std::unique_lock<std::mutex> lock(mutex);
+    deregister_locked();
+    idle_cond.wait(lock, [this] { return running == 0; });
+}
+
+void fd_watch::remove_from_callback()
+{
+    std::lock_guard<std::mutex> lock(mutex);
+    deregister_locked();
 }
 
 bool fd_watch::is_removed()

@@ -36,6 +36,8 @@ class fd_watch
     bool registered = false;
     int running = 0; ///< callbacks in progress (a re-armed watch may overlap briefly)
     bool removed = false;
+    /// Remove the fd from epoll once (mutex held); never touch the fd afterwards.
+    void deregister_locked();
 
     void dispatch();
 
