@@ -227,10 +227,20 @@ def send_bytes(mod, heaps, *, max_packet_size=None, cnts=None, cnt_sequence=None
     return stream.getvalue()
 
 
+def recv_config(mod, **kwargs):
+    """``mod.recv.StreamConfig(**kwargs)``; for spead2gpu with
+    ``extended_stats=True`` too, so that tests can read the ``spead2gpu.*``
+    drop counters.  (The default, spead2's statistics exactly, is tested in
+    test_stats.py.)"""
+    if mod is spead2gpu and not ALIASED_TO_REFERENCE:
+        kwargs.setdefault("extended_stats", True)
+    return mod.recv.StreamConfig(**kwargs)
+
+
 def make_stream(mod, config=None, ring=None, threads=1):
     return mod.recv.Stream(
         mod.ThreadPool(threads),
-        mod.recv.StreamConfig(**(config or {})),
+        recv_config(mod, **(config or {})),
         mod.recv.RingStreamConfig(**(ring or {})),
     )
 

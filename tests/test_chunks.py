@@ -44,6 +44,7 @@ from conftest import (
     heap_packet,
     imm,
     outcome,
+    recv_config,
     reference,
     run_with_timeout,
     spead2gpu_only,
@@ -397,7 +398,7 @@ def run_chunks(mod, packets, place, *, max_chunks=2, n_chunks=8, hpc=HPC, heap_s
 
     ``place`` is a ChunkStreamConfig.place value, or a factory called with the
     indices of ``custom_stats`` (registered with StreamConfig.add_stat)."""
-    config = mod.recv.StreamConfig(**(stream_kw or {}))
+    config = recv_config(mod, **(stream_kw or {}))
     indices = [config.add_stat(name) for name in custom_stats]
     if callable(place):
         place = place(indices[0] if len(indices) == 1 else indices if indices else -1)
@@ -703,7 +704,7 @@ def test_custom_stat_indices_and_order(cb):
     packets = heaps([0, 1]) + heap(2, size=256) + heap(3, size=256) + heap(9, size=64, pkt=64)
     keys = {}
     for mod in both():
-        config = mod.recv.StreamConfig()
+        config = recv_config(mod)
         idx = config.add_stat(CUSTOM_STAT)
         assert idx == 9
         _, stats = run_chunks(mod, packets, cb.generic(), custom_stats=[CUSTOM_STAT])
@@ -999,7 +1000,7 @@ def make_stream(mod, cb, n_ring=2, stream_id=0, max_chunks=2, **params):
     data_ring, free_ring = mod.recv.ChunkRingbuffer(n_ring), mod.recv.ChunkRingbuffer(n_ring)
     ccfg = mod.recv.ChunkStreamConfig(items=ITEMS, max_chunks=max_chunks,
                                       place=cb.generic(**params)(-1))
-    stream = mod.recv.ChunkRingStream(mod.ThreadPool(), mod.recv.StreamConfig(stream_id=stream_id),
+    stream = mod.recv.ChunkRingStream(mod.ThreadPool(), recv_config(mod, stream_id=stream_id),
                                       ccfg, data_ring, free_ring)
     return stream, data_ring, free_ring
 
@@ -1418,7 +1419,7 @@ def test_bad_placement_is_dropped_and_counted(cb, name):
                          bad_key=bad_cnt, bad_value=value)(-1))
     if presence:
         ccfg.enable_packet_presence(presence)
-    stream = spead2gpu.recv.ChunkRingStream(spead2gpu.ThreadPool(), spead2gpu.recv.StreamConfig(),
+    stream = spead2gpu.recv.ChunkRingStream(spead2gpu.ThreadPool(), recv_config(spead2gpu),
                                             ccfg, data_ring, free_ring)
     data, data_back = guarded(HPC * HS, SENTINEL)
     present, present_back = guarded(present_size, 0)

@@ -31,7 +31,7 @@ import spead2gpu
 import spead2gpu.recv
 import spead2gpu.send
 import spead2gpu.send.asyncio
-from conftest import item_group_snapshot, reference, run_with_timeout, spead2gpu_only
+from conftest import item_group_snapshot, recv_config, reference, run_with_timeout, spead2gpu_only
 
 LOCAL4 = "127.0.0.1"
 LOCAL6 = "::1"
@@ -252,7 +252,7 @@ def expected_trace(tx, rx):
 def rx_stream(mod, thread_pool=None, ring_heaps=16, **config):
     config.setdefault("max_heaps", 4)
     return mod.recv.Stream(thread_pool or mod.ThreadPool(),
-                           mod.recv.StreamConfig(**config),
+                           recv_config(mod, **config),
                            mod.recv.RingStreamConfig(heaps=ring_heaps))
 
 

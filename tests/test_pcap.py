@@ -26,7 +26,7 @@ import pytest
 
 import spead2gpu
 import spead2gpu.recv
-from conftest import ALIASED_TO_REFERENCE, heap_summary, run_with_timeout, spead2gpu_only
+from conftest import ALIASED_TO_REFERENCE, heap_summary, recv_config, run_with_timeout, spead2gpu_only
 
 spead2 = pytest.importorskip("spead2")
 import spead2.recv  # noqa: E402, F811 (binds spead2 again; loads the submodule that mod.recv needs)
@@ -274,7 +274,7 @@ def count_pcap_records(path):
 
 def read_pcap(mod, path, filter="", config=None):
     """(heap summaries, stats) of everything ``mod`` reads from ``path``."""
-    stream = mod.recv.Stream(mod.ThreadPool(), mod.recv.StreamConfig(**(config or {})),
+    stream = mod.recv.Stream(mod.ThreadPool(), recv_config(mod, **(config or {})),
                              mod.recv.RingStreamConfig())
     stream.add_udp_pcap_file_reader(str(path), filter)
 
@@ -823,7 +823,7 @@ def test_keyword_arguments_and_stop(tmp_path, mod_name):
     cap = mixed_capture("ethernet", main, [], junk=False, noise=False)
     path = _write(tmp_path / "long.pcap", cap.pcap())
     for _ in range(10):
-        stream = mod.recv.Stream(mod.ThreadPool(), mod.recv.StreamConfig(),
+        stream = mod.recv.Stream(mod.ThreadPool(), recv_config(mod),
                                  mod.recv.RingStreamConfig(heaps=2))
         stream.add_udp_pcap_file_reader(filename=str(path), filter="")
         first = stream.get()
@@ -852,7 +852,7 @@ def test_file_closed(tmp_path):
     main = sender_packets(200, seed=31, size=3000)
     path = _write(tmp_path / "long.pcap", mixed_capture("ethernet", main, [], junk=False, noise=False).pcap())
     # stopped during the replay
-    stream = spead2gpu.recv.Stream(spead2gpu.ThreadPool(), spead2gpu.recv.StreamConfig(),
+    stream = spead2gpu.recv.Stream(spead2gpu.ThreadPool(), recv_config(spead2gpu),
                                    spead2gpu.recv.RingStreamConfig(heaps=2))
     stream.add_udp_pcap_file_reader(str(path))
     assert stream.get().cnt == 1

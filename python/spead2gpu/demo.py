@@ -327,7 +327,7 @@ def run_chunks(args, kind, note, out=sys.stdout) -> int:
     hpc, max_chunks = chunk_geometry(args)
     layout = spead2.recv.ChunkLayout(heap_size=args.heap_size, timestamp_id=TIMESTAMP_ID,
                                      timestamp_step=args.heap_size, timestamps_per_chunk=hpc)
-    recv_kwargs = dict(max_heaps=args.max_heaps)
+    recv_kwargs = dict(max_heaps=args.max_heaps, extended_stats=True)  # for free_chunk_wait_ns
     if args.memcpy_nt:
         recv_kwargs["memcpy"] = spead2.MEMCPY_NONTEMPORAL
     try:

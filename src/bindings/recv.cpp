@@ -68,16 +68,6 @@ int socket_fileno(const py::object &sock, int type)
     return sock.attr("fileno")().cast<int>();
 }
 
-const char *core_stat_names[] = {"heaps",
-                                 "incomplete_heaps_evicted",
-                                 "incomplete_heaps_flushed",
-                                 "packets",
-                                 "batches",
-                                 "max_batch",
-                                 "single_packet_heaps",
-                                 "search_dist",
-                                 "worker_blocked"};
-
 } // namespace
 
 void register_chunk(py::module_ &m);
@@ -201,17 +191,17 @@ void register_recv_impl(py::module_ &m)
         .def_property_readonly("config", [](const stream_stats &s) { return *s.config(); })
         .def(py::self + py::self)
         .def(py::self += py::self);
-    for (std::size_t i = 0; i < 9; i++)
-    {
-        stats_cls.def_property(
-            core_stat_names[i], [i](const stream_stats &s) { return s.values()[i]; },
-            [i](stream_stats &s, std::uint64_t v) { s.values()[i] = v; });
-    }
-
+    // The core statistics: attributes of StreamStats and constants of
+    // stream_stat_indices, both from the one list in the core.
     auto indices = m.def_submodule("stream_stat_indices", "Indices of the core statistics");
-    for (std::size_t i = 0; i < 9; i++)
+    const std::vector<stat_config> core_stats = default_stat_configs();
+    for (std::size_t i = 0; i < core_stats.size(); i++)
     {
-        std::string upper = core_stat_names[i];
+        const std::string &name = core_stats[i].name;
+        stats_cls.def_property(
+            name.c_str(), [i](const stream_stats &s) { return s.values()[i]; },
+            [i](stream_stats &s, std::uint64_t v) { s.values()[i] = v; });
+        std::string upper = name;
         for (auto &c : upper)
             c = char(std::toupper(c));
         indices.attr(upper.c_str()) = py::int_(i);
@@ -233,6 +223,10 @@ void register_recv_impl(py::module_ &m)
                       &stream_config::set_allow_out_of_order)
         .def_property("stream_id", &stream_config::get_stream_id, &stream_config::set_stream_id)
         .def_property("explicit_start", &stream_config::get_explicit_start, &stream_config::set_explicit_start)
+        .def_property("extended_stats", &stream_config::get_extended_stats, &stream_config::set_extended_stats,
+                      "Also report spead2gpu's own statistics (``spead2gpu.*``: malformed and rejected packets, "
+                      "kernel drops, bad placements, free-chunk waits); off by default, so that the statistics "
+                      "are exactly spead2's")
         .def_property_readonly("stats", &stream_config::get_stats)
         .def("add_stat", &stream_config::add_stat, "name"_a, "mode"_a = stat_mode::COUNTER)
         .def("get_stat_index", &stream_config::get_stat_index, "name"_a)

@@ -99,6 +99,8 @@ class StreamConfig:
     allow_out_of_order: bool
     stream_id: int
     explicit_start: bool
+    #: spead2gpu only: also report the ``spead2gpu.*`` statistics (default False: exactly spead2's).
+    extended_stats: bool
     def __init__(
         self,
         *,
@@ -112,6 +114,7 @@ class StreamConfig:
         allow_out_of_order: bool = ...,
         stream_id: int = ...,
         explicit_start: bool = ...,
+        extended_stats: bool = ...,
     ) -> None: ...
     @property
     def stats(self) -> list[StreamStatConfig]: ...

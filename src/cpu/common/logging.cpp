@@ -23,7 +23,7 @@ void log_message(log_level level, const std::string &msg)
         std::fprintf(stderr, "spead2gpu: %s\n", msg.c_str());
 }
 
-void rate_limited_log::operator()(log_level level, const char *msg)
+bool rate_limited_log::due(std::uint64_t &n)
 {
     auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
                    .count();
@@ -31,13 +31,17 @@ void rate_limited_log::operator()(log_level level, const char *msg)
     if (now < next || !next_ns.compare_exchange_strong(next, now + interval_ns))
     {
         suppressed.fetch_add(1, std::memory_order_relaxed);
-        return;
+        return false;
     }
-    std::uint64_t n = suppressed.exchange(0, std::memory_order_relaxed);
+    n = suppressed.exchange(0, std::memory_order_relaxed);
+    return true;
+}
+
+void rate_limited_log::emit(log_level level, std::string text, std::uint64_t n)
+{
     if (n)
-        log_message(level, std::string(msg) + " (" + std::to_string(n) + " similar messages suppressed)");
-    else
-        log_message(level, msg);
+        text += " (" + std::to_string(n) + " similar messages suppressed)";
+    log_message(level, text);
 }
 
 } // namespace spead2gpu

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <utility>
 
 namespace spead2gpu
 {
@@ -56,7 +57,33 @@ public:
     }
 
     /// Log @a msg at @a level unless one was logged within the interval.
-    void operator()(log_level level, const char *msg);
+    void operator()(log_level level, const char *msg)
+    {
+        log_if_due(level, [msg] { return std::string(msg); });
+    }
+
+    /**
+     * As above, but the text is built (by @a make_text, returning a
+     * std::string) only when it is let through, so that a message with
+     * numbers in it costs nothing on the packet path while suppressed.
+     */
+    template <typename MakeText> void operator()(log_level level, MakeText &&make_text)
+    {
+        log_if_due(level, std::forward<MakeText>(make_text));
+    }
+
+private:
+    /// True if a message may go out now; @a suppressed is then how many did not since the last one.
+    bool due(std::uint64_t &suppressed);
+    /// Emit @a text, noting @a suppressed earlier messages.
+    static void emit(log_level level, std::string text, std::uint64_t suppressed);
+
+    template <typename MakeText> void log_if_due(log_level level, MakeText &&make_text)
+    {
+        std::uint64_t n;
+        if (due(n))
+            emit(level, make_text(), n);
+    }
 };
 
 } // namespace spead2gpu

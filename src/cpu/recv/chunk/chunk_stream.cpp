@@ -11,15 +11,21 @@ static stream_config chunk_config_stream(stream_config config)
     return config;
 }
 
+/// The statistics spead2 gives a chunk stream, and those of a layout (the user chose one).
 static std::vector<stat_config> chunk_stats(const chunk_stream_config &config)
 {
-    std::vector<stat_config> out{
-        stat_config{too_old_heaps_stat, stat_mode::COUNTER}, stat_config{rejected_heaps_stat, stat_mode::COUNTER},
-        stat_config{bad_placement_stat, stat_mode::COUNTER}, stat_config{free_chunk_wait_stat, stat_mode::COUNTER}};
+    std::vector<stat_config> out{stat_config{too_old_heaps_stat, stat_mode::COUNTER},
+                                 stat_config{rejected_heaps_stat, stat_mode::COUNTER}};
     if (config.get_layout())
         for (auto &s : chunk_layout::stats())
             out.push_back(s);
     return out;
+}
+
+/// spead2gpu's additions to a chunk stream's statistics (reported with extended_stats).
+static std::vector<stat_config> chunk_extension_stats()
+{
+    return {stat_config{bad_placement_stat, stat_mode::COUNTER}, stat_config{free_chunk_wait_stat, stat_mode::COUNTER}};
 }
 
 /// The effective chunk config: a layout brings its own placement and extra size.
@@ -35,15 +41,13 @@ static chunk_stream_config resolve_layout(chunk_stream_config config, chunk_layo
 
 chunk_stream::chunk_stream(std::shared_ptr<thread_pool> pool, const stream_config &config,
                            const chunk_stream_config &chunk_config_)
-    : stream(std::move(pool), chunk_config_stream(config), chunk_stats(chunk_config_)),
+    : stream(std::move(pool), chunk_config_stream(config), chunk_stats(chunk_config_), chunk_extension_stats()),
       layout(chunk_config_.get_layout() ? std::make_unique<chunk_layout>(*chunk_config_.get_layout()) : nullptr),
-      chunk_config(resolve_layout(chunk_config_, layout.get())),
-      too_old_index(get_config().get_stat_index(too_old_heaps_stat)),
-      rejected_index(get_config().get_stat_index(rejected_heaps_stat)),
-      bad_placement_index(get_config().get_stat_index(bad_placement_stat)), window(chunk_config.get_max_chunks()),
-      item_values(chunk_config.get_items().size(), -1),
+      chunk_config(resolve_layout(chunk_config_, layout.get())), too_old_index(stat_index(too_old_heaps_stat)),
+      rejected_heaps_index(stat_index(rejected_heaps_stat)), bad_placement_index(stat_index(bad_placement_stat)),
+      window(chunk_config.get_max_chunks()), item_values(chunk_config.get_items().size(), -1),
       extra_scratch(new std::uint8_t[std::max<std::size_t>(chunk_config.get_max_heap_extra(), 1)]),
-      free_chunk_wait_index(get_config().get_stat_index(free_chunk_wait_stat))
+      free_chunk_wait_index(stat_index(free_chunk_wait_stat))
 {
     if (!chunk_config.get_place())
         throw std::invalid_argument("chunk_stream_config.place is not set");
@@ -51,10 +55,10 @@ chunk_stream::chunk_stream(std::shared_ptr<thread_pool> pool, const stream_confi
     {
         layout->validate();
         auto names = chunk_layout::stats();
-        layout->wrong_size_index = get_config().get_stat_index(names[0].name);
-        layout->misaligned_index = get_config().get_stat_index(names[1].name);
-        layout->out_of_range_index = get_config().get_stat_index(names[2].name);
-        layout->missing_index = get_config().get_stat_index(names[3].name);
+        layout->wrong_size_index = stat_index(names[0].name);
+        layout->misaligned_index = stat_index(names[1].name);
+        layout->out_of_range_index = stat_index(names[2].name);
+        layout->missing_index = stat_index(names[3].name);
     }
     heap_opts.placer = this;
 }
@@ -63,13 +67,15 @@ void chunk_stream::retire(chunk *c, std::uint64_t *stats)
 {
     // Heaps still being written into this chunk age out: their later
     // packets are accepted but no longer copied.
-    for (auto &h : heaps)
-        if (!h.empty() && h.placement.chunk == c && !h.placement.discarded)
+    slots.for_each(
+        [&](live_heap &h)
         {
-            h.placement.discarded = true;
-            h.payload.release();
-            stats[too_old_index]++;
-        }
+            if (h.get_placement().chunk == c && !h.get_placement().discarded)
+            {
+                h.discard_placement();
+                stats[too_old_index]++;
+            }
+        });
     ready_chunk(c, stats);
 }
 
@@ -104,7 +110,7 @@ bool chunk_stream::place(const packet_header &packet, live_heap &heap)
     chunk_config.get_place()(&d, sizeof(d), chunk_config.get_place_user());
     if (d.chunk_id < 0)
     {
-        stats[rejected_index]++;
+        stats[rejected_heaps_index]++;
         return false;
     }
     bool too_old;
@@ -136,12 +142,12 @@ bool chunk_stream::place(const packet_header &packet, live_heap &heap)
     }
     if (d.extra_size > 0)
         std::memcpy(c->extra + d.extra_offset, extra_scratch.get(), d.extra_size);
-    heap.payload = memory_allocator::pointer(c->data + d.heap_offset, memory_allocator::deleter{});
-    heap.payload_capacity = heap_length;
-    heap.placement.chunk = c;
-    heap.placement.chunk_id = d.chunk_id;
-    heap.placement.heap_index = d.heap_index;
-    heap.placement.heap_offset = d.heap_offset;
+    heap_placement where;
+    where.chunk = c;
+    where.chunk_id = d.chunk_id;
+    where.heap_index = d.heap_index;
+    where.heap_offset = d.heap_offset;
+    heap.place_at(c->data + d.heap_offset, heap_length, where);
     return true;
 }
 
@@ -150,22 +156,23 @@ void chunk_stream::packet_added(const packet_header &packet, live_heap &heap)
     std::size_t presence = chunk_config.get_packet_presence_payload_size();
     if (!presence)
         return;
-    auto *c = static_cast<chunk *>(heap.placement.chunk);
-    std::size_t idx = heap.placement.heap_index + std::size_t(packet.payload_offset) / presence;
+    auto *c = static_cast<chunk *>(heap.get_placement().chunk);
+    std::size_t idx = heap.get_placement().heap_index + std::size_t(packet.payload_offset) / presence;
     if (c->present && idx < c->present_size)
         c->present[idx] = 1;
 }
 
-void chunk_stream::heap_ready(live_heap &&h)
+void chunk_stream::heap_ready(live_heap h)
 {
-    if (h.placement.chunk && !h.placement.discarded && h.is_complete() &&
-        !chunk_config.get_packet_presence_payload_size())
+    // The payload points into the chunk with a non-owning deleter: dropping
+    // the heap frees nothing.
+    const heap_placement &where = h.get_placement();
+    if (where.chunk && !where.discarded && h.is_complete() && !chunk_config.get_packet_presence_payload_size())
     {
-        auto *c = static_cast<chunk *>(h.placement.chunk);
+        auto *c = static_cast<chunk *>(where.chunk);
         if (c->present)
-            c->present[h.placement.heap_index] = 1;
+            c->present[where.heap_index] = 1;
     }
-    h.payload.release(); // points into the chunk: not ours to free
 }
 
 void chunk_stream::flush_until(std::uint64_t chunk_id, std::uint64_t *stats)

@@ -38,14 +38,14 @@ class chunk_stream : public stream, private heap_placer
 {
     std::unique_ptr<chunk_layout> layout; ///< this stream's copy of a built-in layout
     chunk_stream_config chunk_config; ///< with a layout resolved to its placement function
-    std::size_t too_old_index, rejected_index, bad_placement_index;
+    std::size_t too_old_index, rejected_heaps_index, bad_placement_index;
     chunk_window window; ///< chunks the stream may write into (owned by the subclass's source)
     std::vector<std::int64_t> item_values; ///< placement items of the current packet (reused per heap)
     std::unique_ptr<std::uint8_t[]> extra_scratch; ///< the callback's extra output, copied into the chunk
 
     bool place(const packet_header &packet, live_heap &heap) override;
     void packet_added(const packet_header &packet, live_heap &heap) override;
-    void heap_ready(live_heap &&h) override;
+    void heap_ready(live_heap h) override;
 
     /// A chunk leaves the window: cut off heaps still writing to it, then ready_chunk.
     void retire(chunk *c, std::uint64_t *stats);

@@ -6,18 +6,18 @@ namespace spead2gpu::recv
 
 void heap_base::load(live_heap &&h, bool addressed)
 {
-    cnt_ = h.cnt;
-    flavour_ = flavour(h.heap_address_bits, h.bug_compat);
-    const int hab = h.heap_address_bits;
+    cnt_ = h.get_cnt();
+    flavour_ = flavour(h.get_heap_address_bits(), h.get_bug_compat());
+    const int hab = h.get_heap_address_bits();
     const int imm_bytes = hab / 8;
     const item_pointer_t addr_mask = (item_pointer_t(1) << hab) - 1;
     const item_pointer_t key_mask = immediate_mask | addr_mask;
-    std::vector<item_pointer_t> &ptrs = h.pointers;
+    std::vector<item_pointer_t> ptrs = h.take_pointers();
     std::stable_sort(ptrs.begin(), ptrs.end(),
                      [key_mask](item_pointer_t a, item_pointer_t b) { return (a & key_mask) < (b & key_mask); });
-    const s_item_pointer_t length = h.heap_length >= 0 ? h.heap_length : h.max_end;
+    const s_item_pointer_t length = h.get_heap_length() >= 0 ? h.get_heap_length() : h.get_max_end();
     if (addressed)
-        payload_ = std::move(h.payload);
+        payload_ = h.take_payload();
     std::size_t n_imm = 0;
     for (auto p : ptrs)
         n_imm += (p & immediate_mask) ? 1 : 0;
@@ -86,13 +86,13 @@ std::vector<descriptor> heap::get_descriptors() const
 }
 
 incomplete_heap::incomplete_heap(live_heap &&h, bool keep_payload_ranges)
-    : heap_length_(h.heap_length), received_length_(h.received_length)
+    : heap_length_(h.get_heap_length()), received_length_(h.get_received_length())
 {
     if (keep_payload_ranges)
         payload_ranges_ = h.ranges();
     load(std::move(h), false);
     if (keep_payload_ranges)
-        payload_ = std::move(h.payload);
+        payload_ = h.take_payload();
 }
 
 } // namespace spead2gpu::recv

@@ -1,5 +1,6 @@
 #include "recv/heap/live_heap.h"
 #include <algorithm>
+#include <utility>
 
 namespace spead2gpu::recv
 {
@@ -19,6 +20,47 @@ void live_heap::reset(const packet_header &packet, std::uint32_t bug_compat_)
     pointers.clear();
     payload_ranges.clear();
     placement = heap_placement();
+}
+
+live_heap &live_heap::operator=(live_heap &&other) noexcept
+{
+    if (this != &other)
+    {
+        cnt = std::exchange(other.cnt, -1);
+        heap_address_bits = other.heap_address_bits;
+        bug_compat = other.bug_compat;
+        heap_length = std::exchange(other.heap_length, -1);
+        received_length = std::exchange(other.received_length, 0);
+        min_length = std::exchange(other.min_length, 0);
+        max_end = std::exchange(other.max_end, 0);
+        end_of_stream = std::exchange(other.end_of_stream, false);
+        payload = std::move(other.payload);
+        payload_capacity = std::exchange(other.payload_capacity, 0);
+        pointers = std::move(other.pointers);
+        other.pointers.clear();
+        payload_ranges = std::move(other.payload_ranges);
+        other.payload_ranges.clear();
+        placement = std::exchange(other.placement, heap_placement());
+    }
+    return *this;
+}
+
+void live_heap::clear()
+{
+    *this = live_heap();
+}
+
+void live_heap::place_at(std::uint8_t *data, std::size_t capacity, const heap_placement &where)
+{
+    payload = memory_allocator::pointer(data, memory_allocator::deleter{});
+    payload_capacity = capacity;
+    placement = where;
+}
+
+void live_heap::discard_placement()
+{
+    placement.discarded = true;
+    payload.release();
 }
 
 void live_heap::reserve(std::size_t size, const packet_header &packet, const live_heap_options &opts)
@@ -56,21 +98,21 @@ std::vector<std::pair<s_item_pointer_t, s_item_pointer_t>> live_heap::ranges() c
 packet_result live_heap::add_packet(const packet_header &packet, const live_heap_options &opts)
 {
     if (packet.heap_address_bits != heap_address_bits)
-        return packet_result::inconsistent;
+        return packet_result::flavour_inconsistent;
     if (packet.heap_length >= 0)
     {
         if (heap_length >= 0 && heap_length != packet.heap_length)
-            return packet_result::inconsistent;
+            return packet_result::length_inconsistent;
         if (packet.heap_length < max_end)
-            return packet_result::inconsistent;
+            return packet_result::length_too_small;
     }
-    else if (!opts.allow_unsized_heaps && heap_length < 0)
+    else if (!opts.allow_unsized_heaps)
         return packet_result::unsized;
     const s_item_pointer_t known_length = heap_length >= 0 ? heap_length : packet.heap_length;
     // A heap whose items already point beyond its length can never complete:
     // (as in spead2) the packet that revealed it was accepted, later ones are not.
     if (known_length >= 0 && min_length > known_length)
-        return packet_result::beyond_heap;
+        return packet.heap_length >= 0 ? packet_result::length_too_small : packet_result::beyond_heap;
     const s_item_pointer_t start = packet.payload_offset;
     const s_item_pointer_t end = start + packet.payload_length;
     if (known_length >= 0 && end > known_length)
@@ -183,6 +225,37 @@ packet_result live_heap::add_packet(const packet_header &packet, const live_heap
     if (opts.placer && placement.chunk && !placement.discarded)
         opts.placer->packet_added(packet, *this);
     return packet_result::accepted;
+}
+
+packet_result_log packet_result_message(packet_result result)
+{
+    switch (result)
+    {
+    case packet_result::accepted:
+        return {log_level::debug, "packet accepted"};
+    case packet_result::out_of_order:
+        // spead2's wording, including its advice (which names the wrong value)
+        return {log_level::warning,
+                "packet rejected because it is out-of-order in the heap (you might need to set "
+                "allow_out_of_order to false in the stream config)"};
+    case packet_result::missed_start:
+        return {log_level::debug, "packet rejected because the start of its heap was missed"};
+    case packet_result::duplicate:
+        return {log_level::debug, "packet rejected because it overlaps payload already received"};
+    case packet_result::flavour_inconsistent:
+        return {log_level::info, "packet rejected because its flavour is inconsistent with the heap"};
+    case packet_result::length_inconsistent:
+        return {log_level::info, "packet rejected because its HEAP_LEN is inconsistent with the heap"};
+    case packet_result::length_too_small:
+        return {log_level::info, "packet rejected because its HEAP_LEN is too small for the heap"};
+    case packet_result::beyond_heap:
+        return {log_level::debug, "packet rejected because its payload lies beyond the heap length"};
+    case packet_result::unsized:
+        return {log_level::info, "packet rejected because it has no HEAP_LEN"};
+    case packet_result::no_memory:
+        return {log_level::warning, "packet rejected because its heap's payload could not be allocated"};
+    }
+    return {log_level::info, "packet rejected"};
 }
 
 } // namespace spead2gpu::recv

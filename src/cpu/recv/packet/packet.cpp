@@ -12,8 +12,10 @@ decode_status decode_packet(packet_header &out, const std::uint8_t *data, std::s
         return decode_status::bad_magic;
     int id_bits = int((header >> 40) & 0xff) * 8;
     int hab = int((header >> 32) & 0xff) * 8;
-    if (id_bits == 0 || hab == 0 || id_bits + hab != 64)
-        return decode_status::bad_widths;
+    if (id_bits + hab != 64)
+        return decode_status::not_spead64;
+    if (id_bits == 0 || hab == 0)
+        return decode_status::bad_flavour;
     std::size_t n_items = header & 0xffff;
     if (8 + 8 * n_items > max_size)
         return decode_status::too_many_items;
@@ -55,39 +57,42 @@ decode_status decode_packet(packet_header &out, const std::uint8_t *data, std::s
     if (out.heap_cnt < 0 || out.payload_offset < 0 || out.payload_length < 0)
         return decode_status::missing_specials;
     std::size_t size = 8 + 8 * n_items + std::size_t(out.payload_length);
+    out.size = size; // what the packet claims, also when it is truncated
     if (std::size_t(out.payload_length) > max_size || size > max_size)
         return decode_status::truncated;
     if (out.heap_length >= 0 && out.payload_offset + out.payload_length > out.heap_length)
         return decode_status::bad_lengths;
     out.payload = data + 8 + 8 * n_items;
-    out.size = size;
     return decode_status::ok;
 }
 
-const char *decode_status_message(decode_status status)
+std::string decode_status_message(decode_status status, std::size_t have, std::size_t need)
 {
     switch (status)
     {
     case decode_status::ok:
         return "ok";
     case decode_status::too_short:
-        return "packet too short for a SPEAD header";
+        return "packet rejected because too small (" + std::to_string(have) + " bytes)";
     case decode_status::bad_magic:
-        return "packet has bad magic or version";
-    case decode_status::bad_widths:
-        return "packet has unsupported item pointer widths";
+        return "packet rejected because magic or version did not match";
+    case decode_status::not_spead64:
+        return "packet rejected because flavour is not SPEAD-64-*";
+    case decode_status::bad_flavour:
+        return "packet rejected because flavour is invalid";
     case decode_status::too_many_items:
-        return "packet item pointers exceed its length";
+        return "packet rejected because the items overflow the packet";
     case decode_status::missing_specials:
-        return "packet lacks HEAP_CNT, PAYLOAD_OFFSET or PAYLOAD_LENGTH";
+        return "packet rejected because it does not have required items";
     case decode_status::truncated:
-        return "packet is truncated";
+        return "packet rejected because payload length overflows packet size (" + std::to_string(need) + " > " +
+            std::to_string(have) + ")";
     case decode_status::bad_lengths:
-        return "packet payload extends beyond its heap length";
+        return "packet rejected because payload would overflow given heap length";
     case decode_status::size_mismatch:
-        return "datagram size does not match its SPEAD packet size";
+        return "discarding packet due to size mismatch (" + std::to_string(need) + " != " + std::to_string(have) + ")";
     }
-    return "unknown";
+    return "packet rejected";
 }
 
 } // namespace spead2gpu::recv

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include "common/constants.h"
 
 namespace spead2gpu::recv
@@ -32,15 +33,19 @@ struct packet_header
 enum class decode_status
 {
     ok,
-    too_short,
-    bad_magic,
-    bad_widths,
-    too_many_items,
-    missing_specials,
-    truncated,
-    bad_lengths,
-    size_mismatch
+    too_short, ///< fewer than 8 bytes
+    bad_magic, ///< magic or version is not SPEAD's
+    not_spead64, ///< item-id and address widths do not add up to 64 bits
+    bad_flavour, ///< a zero item-id or address width
+    too_many_items, ///< the item pointers run past the end
+    missing_specials, ///< no HEAP_CNT, PAYLOAD_OFFSET or PAYLOAD_LENGTH
+    truncated, ///< the payload runs past the end
+    bad_lengths, ///< the payload runs past the packet's own HEAP_LENGTH
+    size_mismatch ///< a datagram longer or shorter than the packet it holds
 };
+
+/// Number of decode_status values (for per-status tables).
+constexpr std::size_t decode_status_count = std::size_t(decode_status::size_mismatch) + 1;
 
 /**
  * Decode the packet starting at @a data of at most @a max_size bytes.
@@ -49,7 +54,12 @@ enum class decode_status
  */
 decode_status decode_packet(packet_header &out, const std::uint8_t *data, std::size_t max_size);
 
-/// Human-readable reason for a rejected packet.
-const char *decode_status_message(decode_status status);
+/**
+ * spead2's log text for a rejected packet (the same words, so that logs and
+ * log filters written for spead2 keep working). @a have is the number of
+ * bytes there were; @a need is the number the packet claims (truncated) or
+ * its decoded size (size_mismatch). Neither is used by the other statuses.
+ */
+std::string decode_status_message(decode_status status, std::size_t have = 0, std::size_t need = 0);
 
 } // namespace spead2gpu::recv

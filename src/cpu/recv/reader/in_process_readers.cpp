@@ -32,7 +32,7 @@ void mem_reader::run()
                 // Resynchronise: look for the next SPEAD magic byte by byte
                 // (packets need not be multiples of 8 bytes long).
                 if (!in_garbage)
-                    batch.add_malformed(batch.last_status);
+                    batch.add_malformed();
                 in_garbage = true;
                 const void *next = std::memchr(data + pos + 1, 0x53, size - pos - 1);
                 pos = next ? std::size_t(static_cast<const std::uint8_t *>(next) - data) : size;

@@ -52,9 +52,11 @@ struct udp_frame
     frame_kind kind = frame_kind::other;
     const std::uint8_t *payload = nullptr; ///< UDP payload (the SPEAD packet)
     std::size_t payload_size = 0;
+    const char *why = nullptr; ///< for a malformed frame: the log text (spead2's where it has one)
 };
 
-constexpr udp_frame malformed_frame{frame_kind::malformed};
+constexpr udp_frame malformed_frame{frame_kind::malformed, nullptr, 0, "dropping packet due to truncation"};
+constexpr udp_frame fragment_frame{frame_kind::malformed, nullptr, 0, "IP datagram is fragmented, discarding"};
 constexpr udp_frame other_frame{frame_kind::other};
 constexpr std::uint8_t PROTO_UDP = 17;
 
@@ -87,7 +89,7 @@ udp_frame parse_ipv4(const std::uint8_t *p, std::size_t n)
     if (ihl < 20 || total < ihl || total > n)
         return malformed_frame;
     if (be16(p + 6) & 0x3fff) // more fragments, or a non-zero offset
-        return malformed_frame;
+        return fragment_frame;
     return parse_udp(p + ihl, total - ihl, false);
 }
 
@@ -126,7 +128,7 @@ udp_frame parse_ipv6(const std::uint8_t *p, std::size_t n)
             {
                 // A real fragment (non-zero offset or more-fragments set)?
                 if (be16(p + off + 2) & 0xfff9)
-                    return p[off] == PROTO_UDP ? malformed_frame : other_frame;
+                    return p[off] == PROTO_UDP ? fragment_frame : other_frame;
                 ext_len = 8; // atomic fragment: the whole datagram follows
             }
             else if (nh == 51)
@@ -320,7 +322,7 @@ void pcap_reader::replay()
             {
                 // A corrupt or cut-short file: libpcap cannot go on.
                 log_warning(filename + ": " + pcap_geterr(c.handle) + "; the rest of the file is skipped");
-                batch.add_malformed(decode_status::truncated);
+                batch.add_malformed(nullptr);
                 end = true;
                 continue;
             }
@@ -329,7 +331,9 @@ void pcap_reader::replay()
             if (h->caplen < h->len)
             {
                 // Cut short by the capture's snap length.
-                batch.add_malformed(decode_status::truncated);
+                batch.add_malformed(
+                    ("Packet was truncated (" + std::to_string(h->caplen) + " < " + std::to_string(h->len) + ")")
+                        .c_str()); // spead2's text
                 continue;
             }
             udp_frame f = parse_frame(c.dlt, data, h->caplen);
@@ -337,7 +341,7 @@ void pcap_reader::replay()
                 continue;
             if (f.kind == frame_kind::malformed)
             {
-                batch.add_malformed(decode_status::truncated);
+                batch.add_malformed(f.why);
                 continue;
             }
             batch.add_datagram(f.payload, f.payload_size, std::numeric_limits<std::size_t>::max());

@@ -107,7 +107,9 @@ bool tcp_reader::parse(add_packet_state &batch)
         if ((header >> 48) != 0x5304 || id_bits == 0 || hab == 0 || id_bits + hab != 64)
         {
             if (!in_garbage)
-                batch.add_malformed(decode_status::bad_magic);
+                batch.add_malformed((header >> 48) != 0x5304  ? decode_status::bad_magic
+                                        : id_bits + hab != 64 ? decode_status::not_spead64
+                                                              : decode_status::bad_flavour);
             in_garbage = true;
             head += 8;
             continue;
@@ -144,14 +146,14 @@ bool tcp_reader::parse(add_packet_state &batch)
         std::size_t size = header_size + std::size_t(payload_length);
         if (size > max_size)
         {
-            batch.add_malformed(decode_status::truncated);
+            batch.add_malformed(decode_status::truncated, max_size, size);
             skip = size;
             continue;
         }
         if (avail < size)
             return true;
         if (batch.add_packet(p, size) == 0)
-            batch.add_malformed(batch.last_status);
+            batch.add_malformed();
         head += size;
     }
 }

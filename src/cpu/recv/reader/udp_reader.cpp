@@ -117,7 +117,7 @@ void udp_reader::setup(std::size_t buffer_size)
         msgs[i].msg_hdr.msg_iov = &iovs[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
     }
-    kernel_drops_index = owner.get_config().get_stat_index(kernel_drops_stat);
+    kernel_drops_index = owner.stat_index(kernel_drops_stat);
     fd_watch::set_fd(sock.get());
 }
 
@@ -174,7 +174,7 @@ void udp_reader::on_ready()
             }
             if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC)
             {
-                batch.add_malformed(decode_status::truncated);
+                batch.add_malformed(truncated_datagram_text);
                 continue;
             }
             if (segment > 0 && std::size_t(segment) < len)

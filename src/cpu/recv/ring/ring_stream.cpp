@@ -14,11 +14,11 @@ ring_stream::~ring_stream()
     stop();
 }
 
-void ring_stream::heap_ready(live_heap &&h)
+void ring_stream::heap_ready(live_heap h)
 {
     if (ring_config.get_contiguous_only() && !h.is_contiguous())
     {
-        incomplete_log(log_level::info, "dropped incomplete heap (contiguous_only is set)");
+        incomplete_log(log_level::debug, "dropped incomplete heap (contiguous_only is set)");
         return;
     }
     try

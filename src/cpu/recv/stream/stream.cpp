@@ -59,24 +59,33 @@ std::size_t stream_config::get_stat_index(const std::string &name) const
     throw std::out_of_range(name + " is not a known statistic name");
 }
 
-static stream_config with_extra_stats(stream_config config, const std::vector<stat_config> &extra)
+/// The user's configuration plus the statistics a subclass reports.
+static stream_config with_stats(stream_config config, const std::vector<stat_config> &stats)
 {
-    for (const auto &s : extra)
+    for (const auto &s : stats)
         config.add_stat(s.name, s.mode);
-    config.add_stat(malformed_packets_stat);
-    config.add_stat(rejected_packets_stat);
-    config.add_stat(kernel_drops_stat);
     return config;
 }
 
-stream::stream(std::shared_ptr<thread_pool> pool_, const stream_config &config_, std::vector<stat_config> extra_stats)
-    : pool(std::move(pool_)), config(with_extra_stats(config_, extra_stats)),
-      stat_configs(std::make_shared<const std::vector<stat_config>>(config.get_stats())),
+/// Every statistic spead2gpu adds to spead2's, a subclass's first.
+static std::vector<stat_config> all_extension_stats(std::vector<stat_config> extension)
+{
+    for (const char *name : {malformed_packets_stat, rejected_packets_stat, kernel_drops_stat})
+        extension.push_back(stat_config{name, stat_mode::COUNTER});
+    return extension;
+}
+
+stream::stream(std::shared_ptr<thread_pool> pool_, const stream_config &config_, std::vector<stat_config> extra_stats,
+               std::vector<stat_config> extension_stats)
+    : pool(std::move(pool_)),
+      config(with_stats(with_stats(config_, extra_stats), all_extension_stats(std::move(extension_stats)))),
+      user_config(config_.get_extended_stats() ? config : with_stats(config_, extra_stats)),
+      all_stat_configs(std::make_shared<const std::vector<stat_config>>(config.get_stats())),
+      stat_configs(std::make_shared<const std::vector<stat_config>>(user_config.get_stats())),
       malformed_index(config.get_stat_index(malformed_packets_stat)),
       rejected_index(config.get_stat_index(rejected_packets_stat)),
-      heaps(config.get_max_heaps() * config.get_substreams()), head(config.get_substreams(), 0),
-      last_hit(config.get_substreams(), 0), batch_stats(stat_configs->size(), 0), stats(stat_configs->size(), 0),
-      closer(std::make_shared<reader_closer>())
+      slots(config.get_max_heaps(), config.get_substreams()), batch_stats(all_stat_configs->size(), 0),
+      stats(all_stat_configs->size(), 0), closer(std::make_shared<reader_closer>())
 {
     closer->owner = this;
     heap_opts.allow_out_of_order = config.get_allow_out_of_order();
@@ -99,13 +108,13 @@ stream::~stream()
 stream_stats stream::get_stats() const
 {
     std::lock_guard<std::mutex> lock(stats_mutex);
-    return stream_stats(stat_configs, stats);
+    return stream_stats(stat_configs, std::vector<std::uint64_t>(stats.begin(), stats.begin() + stat_configs->size()));
 }
 
 void stream::add_stat_now(std::size_t index, std::uint64_t value)
 {
     std::lock_guard<std::mutex> lock(stats_mutex);
-    stats[index] = (*stat_configs)[index].combine(stats[index], value);
+    stats[index] = (*all_stat_configs)[index].combine(stats[index], value);
 }
 
 bool stream::is_stopped()
@@ -161,24 +170,14 @@ void stream::start()
 void stream::flush()
 {
     std::uint64_t flushed = 0, delivered = 0;
-    const std::size_t max_heaps = config.get_max_heaps();
-    // Oldest first: each substream's ring from the next slot to be reused.
-    for (std::size_t sub = 0; sub < head.size(); sub++)
-        for (std::size_t k = 0; k < max_heaps; k++)
+    slots.drain(
+        [&](live_heap h)
         {
-            std::size_t slot = head[sub] + k;
-            if (slot >= max_heaps)
-                slot -= max_heaps;
-            live_heap &h = heaps[sub * max_heaps + slot];
-            if (h.empty())
-                continue;
-            live_heap tmp = std::move(h);
-            h.cnt = -1;
-            if (!tmp.is_complete())
+            if (!h.is_complete())
                 flushed++;
             delivered++;
-            heap_ready(std::move(tmp));
-        }
+            heap_ready(std::move(h));
+        });
     if (delivered)
     {
         std::lock_guard<std::mutex> lock(stats_mutex);
@@ -247,7 +246,7 @@ add_packet_state::~add_packet_state()
     bs[stat_index::MAX_BATCH] = packets;
     {
         std::lock_guard<std::mutex> slock(owner.stats_mutex);
-        const auto &cfg = *owner.stat_configs;
+        const auto &cfg = *owner.all_stat_configs;
         for (std::size_t i = 0; i < bs.size(); i++)
             if (bs[i] != 0 && i != stat_index::WORKER_BLOCKED)
                 owner.stats[i] = cfg[i].combine(owner.stats[i], bs[i]);
@@ -259,7 +258,11 @@ std::size_t add_packet_state::add_packet(const std::uint8_t *data, std::size_t m
     packet_header packet;
     last_status = decode_packet(packet, data, max_size);
     if (last_status != decode_status::ok)
+    {
+        last_have = max_size;
+        last_need = packet.size;
         return 0;
+    }
     add_packet(packet);
     return packet.size;
 }
@@ -268,7 +271,7 @@ void add_packet_state::add_datagram(const std::uint8_t *data, std::size_t len, s
 {
     if (len > max_size)
     {
-        add_malformed(decode_status::truncated);
+        add_malformed(truncated_datagram_text);
         return;
     }
     packet_header packet;
@@ -277,16 +280,51 @@ void add_packet_state::add_datagram(const std::uint8_t *data, std::size_t len, s
         status = decode_status::size_mismatch;
     if (status != decode_status::ok)
     {
-        add_malformed(status);
+        add_malformed(status, len, packet.size);
         return;
     }
     add_packet(packet);
 }
 
-void add_packet_state::add_malformed(decode_status why, std::uint64_t n)
+void add_packet_state::add_malformed()
+{
+    add_malformed(last_status, last_have, last_need);
+}
+
+void add_packet_state::add_malformed(decode_status why, std::size_t have, std::size_t need)
+{
+    owner.batch_stats[owner.malformed_index]++;
+    owner.decode_logs[std::size_t(why)](log_level::info, [&] { return decode_status_message(why, have, need); });
+}
+
+void add_packet_state::add_malformed(const char *text, std::uint64_t n)
 {
     owner.batch_stats[owner.malformed_index] += n;
-    owner.bad_packet_log(log_level::info, decode_status_message(why));
+    if (text)
+        owner.bad_packet_log(log_level::info, text);
+}
+
+bool add_packet_state::refuse(packet_result why)
+{
+    owner.batch_stats[owner.rejected_index]++;
+    const packet_result_log entry = packet_result_message(why);
+    owner.refusal_logs[std::size_t(why)](entry.level, entry.text);
+    return false;
+}
+
+void add_packet_state::evict(live_heap &slot)
+{
+    if (slot.empty())
+        return;
+    owner.batch_stats[stat_index::INCOMPLETE_HEAPS_EVICTED]++;
+    owner.batch_stats[stat_index::HEAPS]++;
+    owner.heap_ready(std::move(slot));
+}
+
+void add_packet_state::deliver(live_heap &&h)
+{
+    owner.batch_stats[stat_index::HEAPS]++;
+    owner.heap_ready(std::move(h));
 }
 
 bool add_packet_state::add_packet(const packet_header &packet)
@@ -295,136 +333,77 @@ bool add_packet_state::add_packet(const packet_header &packet)
     if (s.stopped)
         return false;
     packets++;
-    auto &bs = s.batch_stats;
-    const std::size_t max_heaps = s.config.get_max_heaps();
-    const std::size_t sub = std::size_t(packet.heap_cnt) % s.config.get_substreams();
-    const std::size_t base = sub * max_heaps;
+    // As in spead2, checked per packet before any heap is looked up or
+    // started, so a refused packet never evicts a heap.
+    if (packet.heap_length < 0 && !s.heap_opts.allow_unsized_heaps)
+        return refuse(packet_result::unsized);
     const std::uint32_t bug_compat = s.config.get_bug_compat();
-    packet_result result;
-    live_heap *target;
-    std::size_t slot = SIZE_MAX;
+    const bool stop_on_stop_item = s.config.get_stop_on_stop_item();
 
     if (packet.heap_length >= 0 && packet.payload_offset == 0 && packet.payload_length == packet.heap_length)
     {
         // Single-packet heap: no lookup and no storage, but (as in spead2) it
         // still advances its substream's slot ring, evicting the occupant.
-        std::size_t &h_next = s.head[sub];
-        const std::size_t single_slot = base + h_next;
-        live_heap &occupant = s.heaps[single_slot];
-        h_next = (h_next + 1 == max_heaps) ? 0 : h_next + 1;
-        if (!occupant.empty())
-        {
-            live_heap old = std::move(occupant);
-            occupant.cnt = -1;
-            bs[stat_index::INCOMPLETE_HEAPS_EVICTED]++;
-            bs[stat_index::HEAPS]++;
-            s.heap_ready(std::move(old));
-        }
+        live_heap &slot = s.slots.claim(packet.heap_cnt);
+        evict(slot);
         live_heap h;
         h.reset(packet, bug_compat);
-        result = h.add_packet(packet, s.heap_opts);
+        const packet_result result = h.add_packet(packet, s.heap_opts);
         if (result != packet_result::accepted)
-        {
-            bs[s.rejected_index]++;
-            s.bad_packet_log(log_level::info, "dropped a single-packet heap inconsistent with its own header");
-            return false;
-        }
-        bs[stat_index::SINGLE_PACKET_HEAPS]++;
+            return refuse(result);
+        s.batch_stats[stat_index::SINGLE_PACKET_HEAPS]++;
         if (!h.is_complete())
         {
             // All its payload is here, but an item points beyond it: the heap
             // can never complete. Keep it (as spead2 does) until evicted or flushed.
-            s.heaps[single_slot] = std::move(h);
-            s.last_hit[sub] = single_slot - base;
-            if (s.heaps[single_slot].end_of_stream && s.config.get_stop_on_stop_item())
+            slot = std::move(h);
+            if (slot.is_end_of_stream() && stop_on_stop_item)
                 s.stop_received();
             return true;
         }
-        if (h.end_of_stream && s.config.get_stop_on_stop_item())
+        if (h.is_end_of_stream() && stop_on_stop_item)
         {
             s.stop_received();
             return true;
         }
-        bs[stat_index::HEAPS]++;
-        s.heap_ready(std::move(h));
+        deliver(std::move(h));
         return true;
     }
 
-    // Look up the heap in its substream: the last hit first, then a scan.
-    std::size_t &last = s.last_hit[sub];
-    if (s.heaps[base + last].cnt == packet.heap_cnt)
-        slot = base + last;
-    else
-    {
-        for (std::size_t i = 0; i < max_heaps; i++)
-        {
-            bs[stat_index::SEARCH_DIST]++;
-            if (s.heaps[base + i].cnt == packet.heap_cnt)
-            {
-                slot = base + i;
-                last = i;
-                break;
-            }
-        }
-    }
-    if (slot == SIZE_MAX)
+    live_heap *target = s.slots.find(packet.heap_cnt, s.batch_stats[stat_index::SEARCH_DIST]);
+    if (!target)
     {
         if (!s.config.get_allow_out_of_order() && packet.payload_offset != 0)
-        {
-            bs[s.rejected_index]++;
-            return false; // the start of this heap was missed
-        }
-        std::size_t &h = s.head[sub];
-        slot = base + h;
-        last = h;
-        h = (h + 1 == max_heaps) ? 0 : h + 1;
-        if (!s.heaps[slot].empty())
-        {
-            live_heap old = std::move(s.heaps[slot]);
-            bs[stat_index::INCOMPLETE_HEAPS_EVICTED]++;
-            bs[stat_index::HEAPS]++;
-            s.heap_ready(std::move(old));
-        }
-        s.heaps[slot].reset(packet, bug_compat);
-        target = &s.heaps[slot];
-        result = target->add_packet(packet, s.heap_opts);
+            return refuse(packet_result::missed_start);
+        live_heap &slot = s.slots.claim(packet.heap_cnt);
+        evict(slot);
+        slot.reset(packet, bug_compat);
+        const packet_result result = slot.add_packet(packet, s.heap_opts);
         if (result != packet_result::accepted)
         {
-            target->cnt = -1;
-            bs[s.rejected_index]++;
-            return false;
+            slot.clear();
+            return refuse(result);
         }
+        target = &slot;
     }
     else
     {
-        target = &s.heaps[slot];
-        result = target->add_packet(packet, s.heap_opts);
+        const packet_result result = target->add_packet(packet, s.heap_opts);
         if (result != packet_result::accepted)
-        {
-            bs[s.rejected_index]++;
-            return false;
-        }
+            return refuse(result);
     }
 
-    if (target->end_of_stream && s.config.get_stop_on_stop_item())
+    if (target->is_end_of_stream() && stop_on_stop_item)
     {
         // A complete stop heap is dropped; an incomplete one is flushed with
         // the others (spead2 behaviour).
         if (target->is_complete())
-        {
-            target->cnt = -1;
-            target->payload.reset();
-        }
+            target->clear();
         s.stop_received();
         return true;
     }
     if (target->is_complete())
-    {
-        live_heap done = std::move(*target);
-        target->cnt = -1;
-        bs[stat_index::HEAPS]++;
-        s.heap_ready(std::move(done));
-    }
+        deliver(std::move(*target));
     return true;
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -16,6 +17,7 @@
 #include "common/logging.h"
 #include "common/memcpy.h"
 #include "recv/heap/live_heap.h"
+#include "recv/heap/slot_table.h"
 #include "recv/packet/packet.h"
 #include "recv/stream/stats.h"
 #include "common/thread_pool.h"
@@ -40,6 +42,7 @@ private:
     bool allow_out_of_order = false;
     std::uint64_t stream_id = 0;
     bool explicit_start = false;
+    bool extended_stats = false;
     std::vector<stat_config> stats = default_stat_configs();
 
 public:
@@ -83,6 +86,19 @@ public:
         return *this;
     }
     bool get_explicit_start() const { return explicit_start; }
+    /**
+     * Also report spead2gpu's own statistics (names starting "spead2gpu.":
+     * malformed and rejected packets, kernel drops, and a chunk stream's bad
+     * placements and free-chunk waits). Off by default, so that a stream's
+     * statistics are exactly spead2's and code that indexes them or counts
+     * them keeps working. The counters run either way.
+     */
+    stream_config &set_extended_stats(bool v)
+    {
+        extended_stats = v;
+        return *this;
+    }
+    bool get_extended_stats() const { return extended_stats; }
 
     /// Register a custom statistic; returns its index. Duplicate names throw invalid_argument.
     std::size_t add_stat(const std::string &name, stat_mode mode = stat_mode::COUNTER);
@@ -131,7 +147,20 @@ class stream
 
 protected:
     std::shared_ptr<thread_pool> pool;
+    /**
+     * The configuration the stream runs with: the user's statistics, then a
+     * subclass's spead2 statistics, then every spead2gpu extension
+     * statistic. Stat indices are indices into this list.
+     */
     stream_config config;
+    /**
+     * What get_config() shows: config with the extension statistics left
+     * out unless extended_stats is set, i.e. exactly what spead2 shows.
+     */
+    stream_config user_config;
+    /// All statistics (config's list): how each combines when batches merge.
+    std::shared_ptr<const std::vector<stat_config>> all_stat_configs;
+    /// The statistics get_stats() reports: a prefix of all_stat_configs (user_config's list).
     std::shared_ptr<const std::vector<stat_config>> stat_configs;
     const std::size_t malformed_index, rejected_index;
     live_heap_options heap_opts;
@@ -140,12 +169,13 @@ protected:
     std::mutex mutex;
     bool stopped = false;
     bool started = false;
-    std::vector<live_heap> heaps; ///< substreams × max_heaps slots
-    std::vector<std::size_t> head; ///< next slot to use, per substream
-    std::vector<std::size_t> last_hit; ///< slot of the last packet's heap, per substream
+    /// The heaps under reassembly (used under mutex).
+    slot_table slots;
+    /// The current batch's statistics (used under mutex), merged into stats when it ends.
     std::vector<std::uint64_t> batch_stats;
 
     mutable std::mutex stats_mutex;
+    /// Totals of every statistic (all_stat_configs), extension ones included.
     std::vector<std::uint64_t> stats;
 
     std::mutex readers_mutex;
@@ -164,10 +194,14 @@ protected:
     };
     std::shared_ptr<reader_closer> closer;
 
+    /// One limiter per way a packet fails to decode, so that one kind of garbage cannot hide another.
+    std::array<rate_limited_log, decode_status_count> decode_logs;
+    /// One limiter per way a heap refuses a packet.
+    std::array<rate_limited_log, packet_result_count> refusal_logs;
     rate_limited_log bad_packet_log;
 
     /// A heap is done (complete, evicted or flushed). Called with the lock held.
-    virtual void heap_ready(live_heap &&h) = 0;
+    virtual void heap_ready(live_heap h) = 0;
     /// Flush all live heaps to heap_ready (as incomplete where they are). Lock held.
     void flush();
     /// Stop readers (waits for them, closes their sockets and files); no lock held.
@@ -190,12 +224,24 @@ protected:
     void finish_stop();
 
 public:
-    stream(std::shared_ptr<thread_pool> pool, const stream_config &config, std::vector<stat_config> extra_stats = {});
+    /**
+     * @param extra_stats      a subclass's statistics that spead2 also has
+     *                         (a chunk stream's too_old_heaps, rejected_heaps), or
+     *                         that belong to a spead2gpu-only feature the user chose
+     *                         (a chunk layout's); always reported
+     * @param extension_stats  spead2gpu's additions to spead2's statistics;
+     *                         reported only with extended_stats
+     */
+    stream(std::shared_ptr<thread_pool> pool, const stream_config &config, std::vector<stat_config> extra_stats = {},
+           std::vector<stat_config> extension_stats = {});
     virtual ~stream();
     stream(const stream &) = delete;
     stream &operator=(const stream &) = delete;
 
-    const stream_config &get_config() const { return config; }
+    /// The configuration as the user sees it (spead2's statistics unless extended_stats).
+    const stream_config &get_config() const { return user_config; }
+    /// Index of any statistic of this stream, extension ones included; throws std::out_of_range.
+    std::size_t stat_index(const std::string &name) const { return config.get_stat_index(name); }
     thread_pool &get_thread_pool() { return *pool; }
     const std::shared_ptr<thread_pool> &get_thread_pool_ptr() const { return pool; }
     /// Snapshot of the statistics.
@@ -234,11 +280,23 @@ public:
  * RAII batch of packets: takes the stream lock, admits packets, and merges
  * per-batch statistics (packets, batches, max_batch, …) at destruction.
  */
+/// spead2's log text for a datagram longer than the reader's max_size.
+constexpr const char *truncated_datagram_text = "dropped packet due to truncation";
+
 class add_packet_state
 {
     stream &owner;
     std::unique_lock<std::mutex> lock;
     std::uint64_t packets = 0;
+    std::size_t last_have = 0; ///< bytes there were, for the last failed decode's message
+    std::size_t last_need = 0; ///< bytes the packet claimed, for the last failed decode's message
+
+    /// Count and log a packet refused by the stream or a heap; returns false.
+    bool refuse(packet_result why);
+    /// Move @a slot's heap (if any) to heap_ready as an evicted heap.
+    void evict(live_heap &slot);
+    /// Hand a complete heap to heap_ready.
+    void deliver(live_heap &&h);
 
 public:
     /// Outcome of the last add_packet(data, max_size) decode.
@@ -252,7 +310,7 @@ public:
      * Decode and admit the packet at @a data (at most @a max_size bytes).
      * Returns the decoded packet size, or 0 if the bytes were not a valid
      * packet (not counted: the reader decides what one malformed packet is,
-     * and calls add_malformed).
+     * and calls add_malformed()).
      */
     std::size_t add_packet(const std::uint8_t *data, std::size_t max_size);
     /**
@@ -261,8 +319,16 @@ public:
      * as malformed.
      */
     void add_datagram(const std::uint8_t *data, std::size_t len, std::size_t max_size);
-    /// Count @a n malformed packets (bytes that did not decode as SPEAD).
-    void add_malformed(decode_status why, std::uint64_t n = 1);
+    /// Count the packet whose decode just failed (last_status) as malformed, with spead2's log text.
+    void add_malformed();
+    /// Count one malformed packet that failed for @a why (see decode_status_message for @a have, @a need).
+    void add_malformed(decode_status why, std::size_t have = 0, std::size_t need = 0);
+    /**
+     * Count @a n malformed packets that a reader found without decoding them
+     * (a TCP framing error, a truncated datagram or capture record), logging
+     * @a text unless it is null (the reader logged already).
+     */
+    void add_malformed(const char *text, std::uint64_t n = 1);
     /// Admit an already-decoded packet. Returns true if accepted.
     bool add_packet(const packet_header &packet);
     /// Per-batch stats array (custom stats may be incremented here).
