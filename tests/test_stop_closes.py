@@ -326,9 +326,42 @@ def test_stop_before_explicit_start_frees_port(impl):
     proto, family, host = UDP4
     port = free_port(proto, family, host)
     stream = impl.recv.Stream(impl.ThreadPool(), impl.recv.StreamConfig(explicit_start=True))
-    # (spead2 binds the socket only at start(); spead2gpu when the reader is
-    # added. Either way nothing may hold the port after stop().)
     add_reader(stream, proto, host, port)
+    stream.stop()
+    assert try_bind(proto, family, host, port) is None
+
+
+def test_explicit_start_binds_udp_at_start(impl):
+    """A UDP port reader added before an explicit start() binds at start(), as
+    in spead2: the port is free until then, and a port that is taken by then
+    makes start() raise (the add itself succeeds)."""
+    proto, family, host = UDP4
+    port = free_port(proto, family, host)
+    stream = impl.recv.Stream(impl.ThreadPool(), impl.recv.StreamConfig(explicit_start=True))
+    add_reader(stream, proto, host, port)
+    assert try_bind(proto, family, host, port) is None    # still free
+    stream.start()
+    assert try_bind(proto, family, host, port) is not None  # now the stream's
+    stream.stop()
+    assert try_bind(proto, family, host, port) is None
+
+    port = free_port(proto, family, host)
+    with socket.socket(family, sock_type(proto)) as holder:
+        holder.bind((host, port))
+        stream = impl.recv.Stream(impl.ThreadPool(), impl.recv.StreamConfig(explicit_start=True))
+        add_reader(stream, proto, host, port)
+        with pytest.raises(RuntimeError, match="Address already in use"):
+            stream.start()
+        stream.stop()
+
+
+def test_explicit_start_binds_tcp_at_add(impl):
+    """A TCP acceptor, by contrast, is bound when the reader is added (spead2)."""
+    proto, family, host = TCP4
+    port = free_port(proto, family, host)
+    stream = impl.recv.Stream(impl.ThreadPool(), impl.recv.StreamConfig(explicit_start=True))
+    add_reader(stream, proto, host, port)
+    assert try_bind(proto, family, host, port) is not None
     stream.stop()
     assert try_bind(proto, family, host, port) is None
 

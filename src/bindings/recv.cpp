@@ -252,7 +252,7 @@ void register_recv_impl(py::module_ &m)
             [](stream &s, py::object buffer)
             {
                 auto view = request_buffer_view(buffer);
-                s.add_reader([&](stream &owner)
+                s.add_reader([=](stream &owner)
                              { return std::make_unique<mem_reader>(owner, view->data(), view->size(), view); });
             },
             "buffer"_a)
@@ -263,8 +263,8 @@ void register_recv_impl(py::module_ &m)
             {
                 auto endpoint = resolve_address(bind_hostname, port);
                 py::gil_scoped_release release;
-                s.add_reader([&](stream &owner)
-                             { return std::make_unique<udp_reader>(owner, endpoint, max_size, buffer_size); });
+                s.add_reader([=](stream &owner)
+                             { return std::make_unique<udp_reader>(owner, endpoint, max_size, buffer_size); }, true);
             },
             "port"_a, "max_size"_a = udp_reader::default_max_size, "buffer_size"_a = udp_reader::default_buffer_size,
             "bind_hostname"_a = "")
@@ -276,8 +276,9 @@ void register_recv_impl(py::module_ &m)
                 auto group = resolve_address(multicast_group, port);
                 auto iface = resolve_address(interface_address, 0, AF_INET);
                 py::gil_scoped_release release;
-                s.add_reader([&](stream &owner)
-                             { return std::make_unique<udp_reader>(owner, group, max_size, buffer_size, iface); });
+                s.add_reader([=](stream &owner)
+                             { return std::make_unique<udp_reader>(owner, group, max_size, buffer_size, iface); },
+                             true);
             },
             "multicast_group"_a, "port"_a, "max_size"_a = udp_reader::default_max_size,
             "buffer_size"_a = udp_reader::default_buffer_size, "interface_address"_a = "0.0.0.0")
@@ -289,8 +290,9 @@ void register_recv_impl(py::module_ &m)
                 auto group = resolve_address(multicast_group, port);
                 py::gil_scoped_release release;
                 s.add_reader(
-                    [&](stream &owner)
-                    { return std::make_unique<udp_reader>(owner, group, max_size, buffer_size, interface_index); });
+                    [=](stream &owner)
+                    { return std::make_unique<udp_reader>(owner, group, max_size, buffer_size, interface_index); },
+                    true);
             },
             "multicast_group"_a, "port"_a, "max_size"_a = udp_reader::default_max_size,
             "buffer_size"_a = udp_reader::default_buffer_size, "interface_index"_a = 0)
@@ -300,7 +302,7 @@ void register_recv_impl(py::module_ &m)
             {
                 int fd = socket_fileno(sock, SOCK_DGRAM);
                 py::gil_scoped_release release;
-                s.add_reader([&](stream &owner) { return std::make_unique<udp_reader>(owner, fd, max_size); });
+                s.add_reader([=](stream &owner) { return std::make_unique<udp_reader>(owner, fd, max_size); });
             },
             "socket"_a, "max_size"_a = udp_reader::default_max_size)
         .def(
@@ -310,8 +312,9 @@ void register_recv_impl(py::module_ &m)
             {
                 auto endpoint = resolve_address(bind_hostname, port);
                 py::gil_scoped_release release;
-                s.add_reader([&](stream &owner)
-                             { return std::make_unique<tcp_reader>(owner, endpoint, max_size, buffer_size); });
+                s.add_reader([=](stream &owner)
+                             { return std::make_unique<tcp_reader>(owner, endpoint, max_size, buffer_size); },
+                             false); // bound at add time, as in spead2
             },
             "port"_a, "max_size"_a = tcp_reader::default_max_size, "buffer_size"_a = tcp_reader::default_buffer_size,
             "bind_hostname"_a = "")
@@ -321,15 +324,19 @@ void register_recv_impl(py::module_ &m)
             {
                 int fd = socket_fileno(acceptor, SOCK_STREAM);
                 py::gil_scoped_release release;
-                s.add_reader([&](stream &owner) { return std::make_unique<tcp_reader>(owner, fd, max_size); });
+                s.add_reader([=](stream &owner) { return std::make_unique<tcp_reader>(owner, fd, max_size); });
             },
             "acceptor"_a, "max_size"_a = tcp_reader::default_max_size)
         .def(
             "add_inproc_reader", [](stream &s, std::shared_ptr<inproc_queue> queue)
-            { s.add_reader([&](stream &owner) { return std::make_unique<inproc_reader>(owner, queue); }); }, "queue"_a)
+            { s.add_reader([=](stream &owner) { return std::make_unique<inproc_reader>(owner, queue); }); }, "queue"_a)
         .def(
-            "add_udp_pcap_file_reader", [](stream &s, const std::string &filename, const std::string &filter)
-            { s.add_reader([&](stream &owner) { return std::make_unique<pcap_reader>(owner, filename, filter); }); },
+            "add_udp_pcap_file_reader",
+            [](stream &s, const std::string &filename, const std::string &filter)
+            {
+                s.add_reader([=](stream &owner) { return std::make_unique<pcap_reader>(owner, filename, filter); },
+                             false); // opened at add time, as in spead2
+            },
             "filename"_a, "filter"_a = "")
         .def("start", &stream::start, py::call_guard<py::gil_scoped_release>())
         .def("stop", &stream::stop, py::call_guard<py::gil_scoped_release>())

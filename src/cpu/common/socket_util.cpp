@@ -163,7 +163,7 @@ void set_socket_buffer_size(int fd, int option, std::size_t size)
     socklen_t len = sizeof(actual);
     if (getsockopt(fd, SOL_SOCKET, option, &actual, &len) == 0 && std::size_t(actual) < size)
         log_warning("requested socket buffer size " + std::to_string(size) + " but only received " +
-                    std::to_string(actual) + ": raise net.core.rmem_max / wmem_max to allow larger buffers");
+                    std::to_string(actual) + ": refer to documentation for details on increasing buffer size");
 }
 
 } // namespace spead2gpu

@@ -123,17 +123,8 @@ bool stream::is_stopped()
     return stopped;
 }
 
-void stream::add_reader(const std::function<std::unique_ptr<reader>(stream &)> &factory)
+void stream::attach(std::unique_ptr<reader> r, bool start_now)
 {
-    std::lock_guard<std::mutex> rlock(readers_mutex);
-    bool start_now;
-    {
-        std::lock_guard<std::mutex> lock(mutex);
-        if (config.get_explicit_start() && started)
-            throw std::runtime_error("Cannot add readers after explicit start");
-        start_now = started;
-    }
-    auto r = factory(*this); // constructed even when stopped, so bad arguments still raise
     std::unique_lock<std::mutex> lock(mutex);
     if (readers_stopped || stopped)
     {
@@ -152,6 +143,27 @@ void stream::add_reader(const std::function<std::unique_ptr<reader>(stream &)> &
         raw->start();
 }
 
+void stream::add_reader(reader_factory factory, bool binds)
+{
+    std::lock_guard<std::mutex> rlock(readers_mutex);
+    bool start_now;
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (config.get_explicit_start() && started)
+            throw std::runtime_error("Cannot add readers after explicit start");
+        start_now = started;
+    }
+    if (binds && !start_now && !readers_stopped)
+    {
+        // As in spead2, an explicit-start stream binds its ports at start():
+        // until then a sender gets "connection refused" rather than filling
+        // a socket buffer nobody reads. (TCP acceptors and files: at add time.)
+        deferred_readers.push_back(std::move(factory));
+        return;
+    }
+    attach(factory(*this), start_now); // constructed even when stopped, so bad arguments still raise
+}
+
 void stream::start()
 {
     std::lock_guard<std::mutex> rlock(readers_mutex);
@@ -161,10 +173,15 @@ void stream::start()
             return;
         started = true;
     }
+    std::vector<reader_factory> deferred = std::move(deferred_readers);
+    deferred_readers.clear();
     if (readers_stopped)
         return; // stopped before the explicit start: nothing to start
     for (auto &r : readers)
         r->start();
+    // A reader that cannot bind raises here, as in spead2; those after it are dropped.
+    for (auto &factory : deferred)
+        attach(factory(*this), true);
 }
 
 void stream::flush()

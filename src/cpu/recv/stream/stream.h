@@ -178,8 +178,14 @@ protected:
     /// Totals of every statistic (all_stat_configs), extension ones included.
     std::vector<std::uint64_t> stats;
 
+    /// Builds a reader for this stream (bindings capture the arguments by value).
+    using reader_factory = std::function<std::unique_ptr<reader>(stream &)>;
+
+    /// Held while readers are added, started or stopped; taken before mutex.
     std::mutex readers_mutex;
     std::vector<std::unique_ptr<reader>> readers;
+    /// UDP readers that bind a port, added before an explicit start(): built by start() (as spead2 does).
+    std::vector<reader_factory> deferred_readers;
     bool readers_stopped = false;
 
     /**
@@ -206,6 +212,8 @@ protected:
     void flush();
     /// Stop readers (waits for them, closes their sockets and files); no lock held.
     void stop_readers();
+    /// Keep @a r and start it if @a start_now; drops it if the stream has stopped. readers_mutex held.
+    void attach(std::unique_ptr<reader> r, bool start_now);
     /// Increment a stat immediately (visible while a batch is in progress).
     void add_stat_now(std::size_t index, std::uint64_t value);
     /**
@@ -250,12 +258,14 @@ public:
     /**
      * Construct and attach a reader. The factory is called with the stream;
      * the reader starts now unless explicit_start is set and start() has not
-     * been called yet. Throws std::runtime_error after an explicit start();
-     * on a stopped stream (by either route) the reader is built (validating
-     * arguments) and dropped, closing its sockets.
+     * been called yet. A reader that @a binds a port is, in
+     * that case, not even built until start() (as in spead2: the port stays
+     * free until then, and a bind error is raised by start()). Throws
+     * std::runtime_error after an explicit start(); on a stopped stream the
+     * reader is built (validating arguments) and dropped, closing its sockets.
      */
-    void add_reader(const std::function<std::unique_ptr<reader>(stream &)> &factory);
-    /// Start readers added so far (explicit_start mode); later readers start at once.
+    void add_reader(reader_factory factory, bool binds = false);
+    /// Start readers added so far (explicit_start mode), building deferred ones; later readers start at once.
     void start();
     /**
      * Stop the stream (user stop): stop_requested(), then the stop itself
