@@ -52,6 +52,20 @@ def reference():
     return mod
 
 
+def both_libs():
+    """[spead2 (the reference), spead2gpu], skipping if spead2 is not installed."""
+    return [reference(), spead2gpu]
+
+
+@pytest.fixture(scope="session")
+def cb():
+    """The numba placement callbacks of test_chunks (compiled once per session;
+    the same compiled code serves both libraries). Skips without numba/scipy."""
+    from test_chunks import _compile
+
+    return _compile()
+
+
 #: True when ``spead2gpu`` is really an alias of the reference (used to
 #: validate the suite itself against spead2).  Tests of behaviour that only
 #: spead2gpu provides skip in that case.

@@ -5,7 +5,6 @@ and checked for consistency where it is not (LOSSY)."""
 from __future__ import annotations
 
 import collections.abc
-import importlib
 import socket
 
 import numpy as np
@@ -13,19 +12,8 @@ import pytest
 
 import spead2gpu
 import spead2gpu.recv
-from conftest import reference, run_with_timeout, stop_packet
-from test_chunks import HPC, HS, ITEMS, PKT, SENTINEL, _compile, check_chunk_contents, heaps, snapshot
-
-
-@pytest.fixture(scope="module")
-def cb():
-    return _compile()
-
-
-def libs():
-    ref = reference()
-    importlib.import_module("spead2.recv")
-    return [spead2gpu, ref]
+from conftest import both_libs, run_with_timeout, stop_packet
+from test_chunks import HPC, HS, ITEMS, PKT, SENTINEL, check_chunk_contents, heaps, snapshot
 
 
 def make_group(mod, place, *, members=2, mode="LOSSLESS", max_chunks=4, n_chunks=8):
@@ -64,7 +52,7 @@ CNTS = [c for c in range(48) if c not in (5, 13, 22, 30)]
 @pytest.mark.parametrize("via", ["buffer", "inproc"])
 def test_lossless_group_matches_spead2(cb, via):
     results = []
-    for mod in libs():
+    for mod in both_libs()[::-1]:
         group, data_ring = make_group(mod, cb.simple())
         for member, cnts in zip(group, split_by_member(CNTS)):
             pkts = heaps(cnts)
@@ -157,7 +145,7 @@ def test_group_with_builtin_layout():
 
 
 def test_group_sequence_api(cb):
-    for mod in libs():
+    for mod in both_libs()[::-1]:
         group, data_ring = make_group(mod, cb.simple(), members=3)
         assert len(group) == 3
         assert isinstance(group, collections.abc.Sequence)

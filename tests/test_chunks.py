@@ -320,11 +320,6 @@ def _compile():
         place_simple=place_simple, place_generic=place_generic)
 
 
-@pytest.fixture(scope="module")
-def cb():
-    return _compile()
-
-
 # ---------------------------------------------------------------------------
 # Running a chunk stream
 # ---------------------------------------------------------------------------

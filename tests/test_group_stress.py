@@ -23,7 +23,7 @@ import pytest
 import spead2gpu
 import spead2gpu.recv
 from conftest import reference, run_with_timeout
-from test_chunks import HPC, HS, ITEMS, SENTINEL, _compile, check_chunk_contents, heaps
+from test_chunks import HPC, HS, ITEMS, SENTINEL, check_chunk_contents, heaps
 
 G = 4                      # the group's max_chunks (members use the same)
 N_CHUNKS = 12              # chunks' worth of heaps per case
@@ -32,11 +32,6 @@ REPEAT = int(os.environ.get("SPEAD2GPU_STRESS_REPEAT", "1"))
 
 SCENARIOS = ["all", "missing_member", "member_stops_halfway", "missing_chunks", "late_member",
              "int64_limit", "slow_consumer", "returned_out_of_order"]
-
-
-@pytest.fixture(scope="module")
-def cb():
-    return _compile()
 
 
 def traffic(scenario, members):

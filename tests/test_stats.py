@@ -15,7 +15,6 @@ bad packets through both libraries.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import socket
 import struct
@@ -28,15 +27,15 @@ import spead2gpu
 import spead2gpu.recv
 from conftest import (
     addr,
+    both_libs,
     heap_packet,
     receive,
-    reference,
     run_with_timeout,
     spead2gpu_only,
     stats_dict,
     stop_packet,
 )
-from test_chunks import HPC, HS, ITEMS, _compile
+from test_chunks import HPC, HS, ITEMS
 
 #: spead2gpu's additions, in the order an extended plain stream reports them.
 EXTENSION_STATS = ["spead2gpu.malformed_packets", "spead2gpu.rejected_packets", "spead2gpu.kernel_drops"]
@@ -44,17 +43,6 @@ EXTENSION_STATS = ["spead2gpu.malformed_packets", "spead2gpu.rejected_packets", 
 CHUNK_EXTENSION_STATS = ["spead2gpu.bad_placement_heaps", "spead2gpu.free_chunk_wait_ns"]
 LAYOUT_STATS = ["spead2gpu.layout_wrong_size_heaps", "spead2gpu.layout_misaligned_heaps",
                 "spead2gpu.layout_out_of_range_heaps", "spead2gpu.layout_missing_item_heaps"]
-
-
-@pytest.fixture(scope="module")
-def cb():
-    return _compile()
-
-
-def libs():
-    ref = reference()
-    importlib.import_module("spead2.recv")
-    return [ref, spead2gpu]
 
 
 def described(stat_configs):
@@ -90,7 +78,7 @@ def stats_shape(stream):
 @pytest.mark.parametrize("kind", ["stream", "chunk", "group member"])
 def test_default_stats_are_spead2s(cb, kind):
     shapes = {}
-    for mod in libs():
+    for mod in both_libs():
         stream, stop = make(mod, kind, cb)
         shapes[mod.__name__] = stats_shape(stream)
         stop()
@@ -101,7 +89,7 @@ def test_default_stats_are_spead2s(cb, kind):
 
 
 def test_default_config_stats_and_indices_are_spead2s():
-    ref = libs()[0]
+    ref = both_libs()[0]
     assert described(spead2gpu.recv.StreamConfig().stats) == described(ref.recv.StreamConfig().stats)
     for name in dir(ref.recv.stream_stat_indices):
         if name.isupper():
@@ -134,7 +122,7 @@ def test_extended_stats_keyword_and_property():
 @spead2gpu_only
 @pytest.mark.parametrize("kind", ["stream", "chunk", "group member"])
 def test_extended_stats_follow_spead2s(cb, kind):
-    ref = libs()[0]
+    ref = both_libs()[0]
     stream, stop = make(ref, kind, cb)
     ref_keys = list(stream.stats.keys())
     stop()
@@ -226,7 +214,7 @@ def logged(mod, run):
 
 
 def compare_logs(run):
-    ref = libs()[0]
+    ref = both_libs()[0]
     expected = logged(ref, run)
     with Records(spead2gpu.__name__) as rec:
         run(spead2gpu)
