@@ -86,7 +86,8 @@ class _SyncStream(Stream):
         self, heaps: Sequence[HeapReference] | HeapReferenceList, mode: GroupMode
     ) -> int: ...
 
-class UdpStream(_SyncStream):
+class _UdpStreamConstructors:
+    # Not a runtime class: the constructors shared by UdpStream and asyncio.UdpStream
     DEFAULT_BUFFER_SIZE: ClassVar[int]
     @overload
     def __init__(
@@ -134,6 +135,8 @@ class UdpStream(_SyncStream):
         endpoints: _EndpointList,
         config: StreamConfig = ...,
     ) -> None: ...
+
+class UdpStream(_UdpStreamConstructors, _SyncStream): ...
 
 class TcpStream(_SyncStream):
     DEFAULT_BUFFER_SIZE: ClassVar[int]

@@ -23,54 +23,7 @@ class _AsyncStream(spead2gpu.send.Stream):
     def flush(self) -> None: ...
     def process_callbacks(self) -> None: ...
 
-class UdpStream(_AsyncStream):
-    DEFAULT_BUFFER_SIZE: ClassVar[int]
-    @overload
-    def __init__(
-        self,
-        thread_pool: spead2gpu.ThreadPool,
-        endpoints: _EndpointList,
-        config: StreamConfig = ...,
-        buffer_size: int = ...,
-        interface_address: str = ...,
-    ) -> None: ...
-    @overload
-    def __init__(
-        self,
-        thread_pool: spead2gpu.ThreadPool,
-        endpoints: _EndpointList,
-        config: StreamConfig,
-        buffer_size: int,
-        ttl: int,
-    ) -> None: ...
-    @overload
-    def __init__(
-        self,
-        thread_pool: spead2gpu.ThreadPool,
-        endpoints: _EndpointList,
-        config: StreamConfig,
-        buffer_size: int,
-        ttl: int,
-        interface_address: str,
-    ) -> None: ...
-    @overload
-    def __init__(
-        self,
-        thread_pool: spead2gpu.ThreadPool,
-        endpoints: _EndpointList,
-        config: StreamConfig,
-        buffer_size: int,
-        ttl: int,
-        interface_index: int,
-    ) -> None: ...
-    @overload
-    def __init__(
-        self,
-        thread_pool: spead2gpu.ThreadPool,
-        socket: socket.socket,
-        endpoints: _EndpointList,
-        config: StreamConfig = ...,
-    ) -> None: ...
+class UdpStream(spead2gpu.send._UdpStreamConstructors, _AsyncStream): ...
 
 class TcpStream(_AsyncStream):
     DEFAULT_BUFFER_SIZE: ClassVar[int]
