@@ -374,3 +374,52 @@ def test_numba_helpers_match_spead2():
     assert [f[0] for f in layouts[0][1]] == [
         "packet", "packet_size", "items", "chunk_id", "heap_index", "heap_offset",
         "batch_stats", "extra", "extra_offset", "extra_size"]
+
+
+# ---------------------------------------------------------------------------
+# ibverbs configuration (spead2's API; spead2gpu has no ibverbs transport)
+# ---------------------------------------------------------------------------
+
+IBV_ATTRS = {
+    "recv": dict(DEFAULT_BUFFER_SIZE=16 * 1024 * 1024, DEFAULT_MAX_POLL=10, DEFAULT_MAX_SIZE=9200,
+                 buffer_size=16 * 1024 * 1024, comp_vector=0, endpoints=[], interface_address="",
+                 max_poll=10, max_size=9200),
+    "send": dict(DEFAULT_BUFFER_SIZE=512 * 1024, DEFAULT_MAX_POLL=10, buffer_size=512 * 1024,
+                 comp_vector=0, endpoints=[], interface_address="", max_poll=10, ttl=1),
+}
+
+
+@pytest.mark.parametrize("side", ["recv", "send"])
+def test_udp_ibv_config_matches_spead2(impl, side):
+    """The config classes exist with spead2's defaults and validation, so that
+    spead2's tools (which read ``UdpIbvConfig.DEFAULT_MAX_POLL``) work."""
+    cls = getattr(impl, side).UdpIbvConfig
+    config = cls()
+    assert {k: getattr(config, k) for k in IBV_ATTRS[side]} == IBV_ATTRS[side]
+    assert cls(buffer_size=0).buffer_size == IBV_ATTRS[side]["DEFAULT_BUFFER_SIZE"]  # 0: the default
+    config = cls(endpoints=[("239.1.2.3", 7000)], interface_address="10.0.0.1", comp_vector=-1,
+                 max_poll=3)
+    assert (config.endpoints, config.interface_address, config.comp_vector, config.max_poll) == \
+        ([("239.1.2.3", 7000)], "10.0.0.1", -1, 3)
+    with pytest.raises(ValueError, match="max_poll must be at least 1"):
+        cls(max_poll=0)
+    with pytest.raises(TypeError):
+        cls(no_such_option=1)
+    if side == "recv":
+        with pytest.raises(ValueError, match="max_size must be positive"):
+            cls(max_size=0)
+
+
+def test_add_udp_ibv_reader_validates_then_needs_a_device(impl):
+    """spead2's checks come first; then, as spead2 on a host without an RDMA
+    device (and always for spead2gpu, as RuntimeError), an error."""
+    stream = impl.recv.Stream(impl.ThreadPool())
+    with pytest.raises(ValueError, match="endpoints is empty"):
+        stream.add_udp_ibv_reader(impl.recv.UdpIbvConfig())
+    with pytest.raises(ValueError, match="interface address has not been specified"):
+        stream.add_udp_ibv_reader(impl.recv.UdpIbvConfig(endpoints=[("239.1.2.3", 7000)]))
+    # (spead2 raises RuntimeError or OSError, depending on what it finds missing)
+    with pytest.raises((RuntimeError, OSError)):
+        stream.add_udp_ibv_reader(impl.recv.UdpIbvConfig(endpoints=[("239.1.2.3", 7000)],
+                                                         interface_address="127.0.0.1"))
+    stream.stop()

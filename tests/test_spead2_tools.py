@@ -17,10 +17,11 @@ and every aliased run checks that report.
   port on ``stop()`` while the stream object is still alive (it sits in a
   reference cycle until the garbage collector runs).
 
-spead2's master cannot drive a spead2gpu agent: when spead2 has ibverbs the
-master sends ``ibv: false`` among its receiver options, and the agent then
-exits because its stream has no ``add_udp_ibv_reader`` (spead2gpu has no
-ibverbs support); that pairing is not tested.
+spead2's master can drive a spead2gpu agent: when spead2 has ibverbs the
+master sends ``ibv: false`` among its receiver options, and the agent goes on
+because its stream has ``add_udp_ibv_reader`` (spead2's API; spead2gpu has no
+ibverbs transport, so the method raises, as spead2's does without an RDMA
+device).
 
 Every subprocess is bounded by a timeout, and ports are picked by binding
 port 0 first.
@@ -258,7 +259,7 @@ ROUND = re.compile(r"^round (\d+): received (-?\d+)/(\d+) heaps (GOOD|BAD)$", re
 
 @pytest.mark.parametrize(
     "master_lib, agent_lib",
-    [("spead2gpu", "spead2gpu"), ("spead2gpu", "spead2"), ("spead2", "spead2")],
+    [("spead2gpu", "spead2gpu"), ("spead2gpu", "spead2"), ("spead2", "spead2gpu"), ("spead2", "spead2")],
 )
 def test_bench_rounds(master_lib, agent_lib):
     bench_tool = find_tool("spead2_bench.py")

@@ -1,4 +1,8 @@
 #include "bindings/py_common.h"
+namespace spead2gpu
+{
+void register_ibv(py::module_ &recv, py::module_ &send);
+}
 namespace spead2gpu::gpu
 {
 void register_gpu(py::module_ &parent);
@@ -12,5 +16,6 @@ PYBIND11_MODULE(_spead2, m)
     spead2gpu::register_recv(recv);
     auto send = m.def_submodule("send", "Send streams");
     spead2gpu::register_send(send);
+    spead2gpu::register_ibv(recv, send);
     spead2gpu::gpu::register_gpu(m);
 }

@@ -135,6 +135,29 @@ class RingStreamConfig:
         incomplete_keep_payload_ranges: bool = ...,
     ) -> None: ...
 
+class UdpIbvConfig:
+    """spead2's ibverbs reader options (spead2gpu has no ibverbs transport)."""
+
+    DEFAULT_BUFFER_SIZE: ClassVar[int]
+    DEFAULT_MAX_SIZE: ClassVar[int]
+    DEFAULT_MAX_POLL: ClassVar[int]
+    endpoints: list[tuple[str, int]]
+    interface_address: str
+    buffer_size: int
+    max_size: int
+    comp_vector: int
+    max_poll: int
+    def __init__(
+        self,
+        *,
+        endpoints: list[tuple[str, int]] = ...,
+        interface_address: str = ...,
+        buffer_size: int = ...,
+        max_size: int = ...,
+        comp_vector: int = ...,
+        max_poll: int = ...,
+    ) -> None: ...
+
 class _Stream:
     DEFAULT_UDP_MAX_SIZE: ClassVar[int]
     DEFAULT_UDP_BUFFER_SIZE: ClassVar[int]
@@ -176,6 +199,8 @@ class _Stream:
     @overload
     def add_tcp_reader(self, acceptor: socket.socket, max_size: int = ...) -> None: ...
     def add_udp_pcap_file_reader(self, filename: str, filter: str = "") -> None: ...
+    # spead2's API; spead2gpu has no ibverbs transport: validates, then raises RuntimeError
+    def add_udp_ibv_reader(self, config: UdpIbvConfig) -> None: ...
     def add_inproc_reader(self, queue: spead2gpu.InprocQueue) -> None: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...

@@ -77,6 +77,30 @@ class Stream:
     @property
     def num_substreams(self) -> int: ...
 
+class UdpIbvConfig:
+    """spead2's ibverbs sender options (spead2gpu has no ibverbs transport)."""
+
+    DEFAULT_BUFFER_SIZE: ClassVar[int]
+    DEFAULT_MAX_POLL: ClassVar[int]
+    endpoints: list[tuple[str, int]]
+    interface_address: str
+    buffer_size: int
+    ttl: int
+    comp_vector: int
+    max_poll: int
+    memory_regions: list[object]
+    def __init__(
+        self,
+        *,
+        endpoints: list[tuple[str, int]] = ...,
+        interface_address: str = ...,
+        buffer_size: int = ...,
+        ttl: int = ...,
+        comp_vector: int = ...,
+        max_poll: int = ...,
+        memory_regions: list[object] = ...,
+    ) -> None: ...
+
 class _SyncStream(Stream):
     # Not a runtime class: the methods every synchronous stream defines
     def send_heap(
