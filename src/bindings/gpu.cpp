@@ -6,6 +6,7 @@
  */
 #include <cstring>
 #include "bindings/chunk_config.h"
+#include "bindings/gpu_buffer.h"
 #include "bindings/py_common.h"
 #include "gpu/memory.h"
 #include "gpu/pipeline.h"
@@ -40,160 +41,6 @@ std::pair<memory_kind, std::string> resolve_kind(const std::string &name, memory
         return {memory_kind::host, st.reason};
     }
     return {parse_kind(name), ""};
-}
-
-// ---------------------------------------------------------------------------
-// Buffer: a byte range of one allocation
-// ---------------------------------------------------------------------------
-
-struct buffer_view
-{
-    std::shared_ptr<buffer> mem;
-    std::size_t offset = 0;
-    std::size_t size = 0;
-    py::object stream = py::none(); ///< stream the contents are ordered on (CAI v3 "stream")
-    std::string fallback_reason; ///< why "auto" chose host memory
-
-    memory_kind kind() const { return mem->kind(); }
-    std::uintptr_t host_address() const
-    {
-        return mem->host_ptr() ? reinterpret_cast<std::uintptr_t>(mem->host_ptr()) + offset : 0;
-    }
-    std::uintptr_t device_address() const { return mem->device_ptr() ? mem->device_ptr() + offset : 0; }
-};
-
-// DLPack (v0.8 ABI, legacy "dltensor" capsules), written out here.
-struct DLDevice
-{
-    std::int32_t device_type;
-    std::int32_t device_id;
-};
-struct DLDataType
-{
-    std::uint8_t code;
-    std::uint8_t bits;
-    std::uint16_t lanes;
-};
-struct DLTensor
-{
-    void *data;
-    DLDevice device;
-    std::int32_t ndim;
-    DLDataType dtype;
-    std::int64_t *shape;
-    std::int64_t *strides;
-    std::uint64_t byte_offset;
-};
-struct DLManagedTensor
-{
-    DLTensor dl_tensor;
-    void *manager_ctx;
-    void (*deleter)(DLManagedTensor *self);
-};
-constexpr std::int32_t kDLCPU = 1, kDLCUDA = 2, kDLCUDAHost = 3;
-constexpr std::uint8_t kDLUInt = 1;
-
-struct dlpack_context
-{
-    DLManagedTensor tensor;
-    std::int64_t shape[1];
-    std::shared_ptr<buffer> keepalive; ///< no GIL needed to release
-};
-
-void dlpack_deleter(DLManagedTensor *self)
-{
-    delete static_cast<dlpack_context *>(self->manager_ctx);
-}
-
-void dlpack_capsule_destructor(PyObject *capsule)
-{
-    // Still named "dltensor": never consumed, so we own it.
-    if (PyCapsule_IsValid(capsule, "dltensor"))
-    {
-        auto *t = static_cast<DLManagedTensor *>(PyCapsule_GetPointer(capsule, "dltensor"));
-        if (t && t->deleter)
-            t->deleter(t);
-    }
-}
-
-DLDevice dlpack_device(const buffer_view &b)
-{
-    switch (b.kind())
-    {
-    case memory_kind::host:
-        return {kDLCPU, 0};
-    case memory_kind::pinned:
-        return {kDLCUDAHost, 0};
-    default:
-        return {kDLCUDA, b.mem->device()};
-    }
-}
-
-/// Make @a consumer wait for the work queued so far on @a producer (no host sync).
-void stream_wait_stream(std::uintptr_t consumer, std::uintptr_t producer, int device)
-{
-    if (consumer == producer)
-        return;
-    event ev(device, false);
-    ev.record(producer);
-    ev.wait_on(consumer);
-}
-
-std::uintptr_t stream_handle(const py::object &s)
-{
-    if (s.is_none())
-        return 0;
-    return s.cast<std::uintptr_t>();
-}
-
-py::object dlpack(buffer_view &b, py::object stream)
-{
-    if (!b.stream.is_none() && gpu_addressable(b.kind()))
-    {
-        // DLPack: None means the legacy default stream, -1 means "no synchronisation".
-        std::intptr_t consumer = stream.is_none() ? 1 : stream.cast<std::intptr_t>();
-        if (consumer != -1)
-            stream_wait_stream(std::uintptr_t(consumer), stream_handle(b.stream), b.mem->device());
-    }
-    auto *ctx = new dlpack_context();
-    ctx->keepalive = b.mem;
-    ctx->shape[0] = std::int64_t(b.size);
-    DLTensor &t = ctx->tensor.dl_tensor;
-    t.device = dlpack_device(b);
-    t.data = reinterpret_cast<void *>(
-        b.kind() == memory_kind::host || b.kind() == memory_kind::pinned ? b.host_address() : b.device_address());
-    t.ndim = 1;
-    t.dtype = DLDataType{kDLUInt, 8, 1};
-    t.shape = ctx->shape;
-    t.strides = nullptr;
-    t.byte_offset = 0;
-    ctx->tensor.manager_ctx = ctx;
-    ctx->tensor.deleter = dlpack_deleter;
-    PyObject *cap = PyCapsule_New(&ctx->tensor, "dltensor", dlpack_capsule_destructor);
-    if (!cap)
-    {
-        delete ctx;
-        throw py::error_already_set();
-    }
-    return py::reinterpret_steal<py::object>(cap);
-}
-
-py::dict cuda_array_interface(const buffer_view &b)
-{
-    if (!gpu_addressable(b.kind()))
-        throw py::attribute_error(std::string("__cuda_array_interface__: memory kind '") + kind_name(b.kind()) +
-                                  "' is not addressable by GPU kernels (use 'mapped' or 'device')");
-    py::dict d;
-    d["shape"] = py::make_tuple(b.size);
-    d["typestr"] = "|u1";
-    d["data"] = py::make_tuple(b.device_address(), false);
-    d["version"] = 3;
-    d["strides"] = py::none();
-    py::object s = b.stream;
-    if (!s.is_none() && s.cast<std::uintptr_t>() == 0)
-        s = py::int_(1); // CAI v3: 1 is the legacy default stream (0 is not allowed)
-    d["stream"] = s;
-    return d;
 }
 
 // ---------------------------------------------------------------------------
@@ -449,9 +296,7 @@ Host-addressable kinds export the buffer protocol (``numpy.frombuffer(buf, dtype
                     throw py::buffer_error("spead2gpu.gpu.Buffer.__dlpack__ does not copy");
                 if (!dl_device.is_none())
                 {
-                    auto want = dl_device.cast<std::pair<int, int>>();
-                    DLDevice have = dlpack_device(b);
-                    if (want.first != have.device_type || want.second != have.device_id)
+                    if (dl_device.cast<std::pair<int, int>>() != dlpack_device_of(b))
                         throw py::buffer_error("spead2gpu.gpu.Buffer.__dlpack__: cannot export to another device");
                 }
                 return dlpack(b, stream);
@@ -461,8 +306,8 @@ Host-addressable kinds export the buffer protocol (``numpy.frombuffer(buf, dtype
         .def("__dlpack_device__",
              [](const buffer_view &b)
              {
-                 DLDevice d = dlpack_device(b);
-                 return py::make_tuple(d.device_type, d.device_id);
+                 auto d = dlpack_device_of(b);
+                 return py::make_tuple(d.first, d.second);
              })
         .def("zero",
              [](buffer_view &b)

@@ -1,0 +1,156 @@
+/**
+ * @file gpu_buffer.cpp
+ * DLPack and __cuda_array_interface__ export of gpu.Buffer (see gpu_buffer.h).
+ */
+#include "bindings/gpu_buffer.h"
+#include <cstring>
+
+namespace spead2gpu::gpu
+{
+
+namespace
+{
+
+// DLPack (v0.8 ABI, legacy "dltensor" capsules), written out here.
+struct DLDevice
+{
+    std::int32_t device_type;
+    std::int32_t device_id;
+};
+struct DLDataType
+{
+    std::uint8_t code;
+    std::uint8_t bits;
+    std::uint16_t lanes;
+};
+struct DLTensor
+{
+    void *data;
+    DLDevice device;
+    std::int32_t ndim;
+    DLDataType dtype;
+    std::int64_t *shape;
+    std::int64_t *strides;
+    std::uint64_t byte_offset;
+};
+struct DLManagedTensor
+{
+    DLTensor dl_tensor;
+    void *manager_ctx;
+    void (*deleter)(DLManagedTensor *self);
+};
+constexpr std::int32_t kDLCPU = 1, kDLCUDA = 2, kDLCUDAHost = 3;
+constexpr std::uint8_t kDLUInt = 1;
+
+struct dlpack_context
+{
+    DLManagedTensor tensor;
+    std::int64_t shape[1];
+    std::shared_ptr<buffer> keepalive; ///< no GIL needed to release
+};
+
+void dlpack_deleter(DLManagedTensor *self)
+{
+    delete static_cast<dlpack_context *>(self->manager_ctx);
+}
+
+void dlpack_capsule_destructor(PyObject *capsule)
+{
+    // Still named "dltensor": never consumed, so we own it.
+    if (PyCapsule_IsValid(capsule, "dltensor"))
+    {
+        auto *t = static_cast<DLManagedTensor *>(PyCapsule_GetPointer(capsule, "dltensor"));
+        if (t && t->deleter)
+            t->deleter(t);
+    }
+}
+
+DLDevice dlpack_device(const buffer_view &b)
+{
+    switch (b.kind())
+    {
+    case memory_kind::host:
+        return {kDLCPU, 0};
+    case memory_kind::pinned:
+        return {kDLCUDAHost, 0};
+    default:
+        return {kDLCUDA, b.mem->device()};
+    }
+}
+
+} // namespace
+
+std::pair<int, int> dlpack_device_of(const buffer_view &b)
+{
+    DLDevice d = dlpack_device(b);
+    return {d.device_type, d.device_id};
+}
+
+/// Make @a consumer wait for the work queued so far on @a producer (no host sync).
+void stream_wait_stream(std::uintptr_t consumer, std::uintptr_t producer, int device)
+{
+    if (consumer == producer)
+        return;
+    event ev(device, false);
+    ev.record(producer);
+    ev.wait_on(consumer);
+}
+
+static std::uintptr_t stream_handle(const py::object &s)
+{
+    if (s.is_none())
+        return 0;
+    return s.cast<std::uintptr_t>();
+}
+
+py::object dlpack(buffer_view &b, py::object stream)
+{
+    if (!b.stream.is_none() && gpu_addressable(b.kind()))
+    {
+        // DLPack: None means the legacy default stream, -1 means "no synchronisation".
+        std::intptr_t consumer = stream.is_none() ? 1 : stream.cast<std::intptr_t>();
+        if (consumer != -1)
+            stream_wait_stream(std::uintptr_t(consumer), stream_handle(b.stream), b.mem->device());
+    }
+    auto *ctx = new dlpack_context();
+    ctx->keepalive = b.mem;
+    ctx->shape[0] = std::int64_t(b.size);
+    DLTensor &t = ctx->tensor.dl_tensor;
+    t.device = dlpack_device(b);
+    t.data = reinterpret_cast<void *>(
+        b.kind() == memory_kind::host || b.kind() == memory_kind::pinned ? b.host_address() : b.device_address());
+    t.ndim = 1;
+    t.dtype = DLDataType{kDLUInt, 8, 1};
+    t.shape = ctx->shape;
+    t.strides = nullptr;
+    t.byte_offset = 0;
+    ctx->tensor.manager_ctx = ctx;
+    ctx->tensor.deleter = dlpack_deleter;
+    PyObject *cap = PyCapsule_New(&ctx->tensor, "dltensor", dlpack_capsule_destructor);
+    if (!cap)
+    {
+        delete ctx;
+        throw py::error_already_set();
+    }
+    return py::reinterpret_steal<py::object>(cap);
+}
+
+py::dict cuda_array_interface(const buffer_view &b)
+{
+    if (!gpu_addressable(b.kind()))
+        throw py::attribute_error(std::string("__cuda_array_interface__: memory kind '") + kind_name(b.kind()) +
+                                  "' is not addressable by GPU kernels (use 'mapped' or 'device')");
+    py::dict d;
+    d["shape"] = py::make_tuple(b.size);
+    d["typestr"] = "|u1";
+    d["data"] = py::make_tuple(b.device_address(), false);
+    d["version"] = 3;
+    d["strides"] = py::none();
+    py::object s = b.stream;
+    if (!s.is_none() && s.cast<std::uintptr_t>() == 0)
+        s = py::int_(1); // CAI v3: 1 is the legacy default stream (0 is not allowed)
+    d["stream"] = s;
+    return d;
+}
+
+} // namespace spead2gpu::gpu
