@@ -68,6 +68,28 @@ int socket_fileno(const py::object &sock, int type)
     return sock.attr("fileno")().cast<int>();
 }
 
+/**
+ * add_udp_reader / add_tcp_reader on a port of this host. With @a binds_at_start
+ * (UDP, as in spead2) an explicit-start stream binds the port at start().
+ */
+template <typename Reader, bool binds_at_start>
+void add_port_reader(stream &s, std::uint16_t port, std::size_t max_size, std::size_t buffer_size,
+                     const std::string &bind_hostname)
+{
+    auto endpoint = resolve_address(bind_hostname, port);
+    py::gil_scoped_release release;
+    s.add_reader([=](stream &owner) { return std::make_unique<Reader>(owner, endpoint, max_size, buffer_size); },
+                 binds_at_start);
+}
+
+/// add_udp_reader / add_tcp_reader with a Python socket (the reader keeps a duplicate of its fd).
+template <typename Reader, int type> void add_socket_reader(stream &s, py::object sock, std::size_t max_size)
+{
+    int fd = socket_fileno(sock, type);
+    py::gil_scoped_release release;
+    s.add_reader([=](stream &owner) { return std::make_unique<Reader>(owner, fd, max_size); });
+}
+
 } // namespace
 
 void register_chunk(py::module_ &m);
@@ -256,18 +278,9 @@ void register_recv_impl(py::module_ &m)
                              { return std::make_unique<mem_reader>(owner, view->data(), view->size(), view); });
             },
             "buffer"_a)
-        .def(
-            "add_udp_reader",
-            [](stream &s, std::uint16_t port, std::size_t max_size, std::size_t buffer_size,
-               const std::string &bind_hostname)
-            {
-                auto endpoint = resolve_address(bind_hostname, port);
-                py::gil_scoped_release release;
-                s.add_reader([=](stream &owner)
-                             { return std::make_unique<udp_reader>(owner, endpoint, max_size, buffer_size); }, true);
-            },
-            "port"_a, "max_size"_a = udp_reader::default_max_size, "buffer_size"_a = udp_reader::default_buffer_size,
-            "bind_hostname"_a = "")
+        .def("add_udp_reader", &add_port_reader<udp_reader, true>, "port"_a,
+             "max_size"_a = udp_reader::default_max_size, "buffer_size"_a = udp_reader::default_buffer_size,
+             "bind_hostname"_a = "")
         .def(
             "add_udp_reader",
             [](stream &s, const std::string &multicast_group, std::uint16_t port, std::size_t max_size,
@@ -296,37 +309,14 @@ void register_recv_impl(py::module_ &m)
             },
             "multicast_group"_a, "port"_a, "max_size"_a = udp_reader::default_max_size,
             "buffer_size"_a = udp_reader::default_buffer_size, "interface_index"_a = 0)
-        .def(
-            "add_udp_reader",
-            [](stream &s, py::object sock, std::size_t max_size)
-            {
-                int fd = socket_fileno(sock, SOCK_DGRAM);
-                py::gil_scoped_release release;
-                s.add_reader([=](stream &owner) { return std::make_unique<udp_reader>(owner, fd, max_size); });
-            },
-            "socket"_a, "max_size"_a = udp_reader::default_max_size)
-        .def(
-            "add_tcp_reader",
-            [](stream &s, std::uint16_t port, std::size_t max_size, std::size_t buffer_size,
-               const std::string &bind_hostname)
-            {
-                auto endpoint = resolve_address(bind_hostname, port);
-                py::gil_scoped_release release;
-                s.add_reader([=](stream &owner)
-                             { return std::make_unique<tcp_reader>(owner, endpoint, max_size, buffer_size); },
-                             false); // bound at add time, as in spead2
-            },
-            "port"_a, "max_size"_a = tcp_reader::default_max_size, "buffer_size"_a = tcp_reader::default_buffer_size,
-            "bind_hostname"_a = "")
-        .def(
-            "add_tcp_reader",
-            [](stream &s, py::object acceptor, std::size_t max_size)
-            {
-                int fd = socket_fileno(acceptor, SOCK_STREAM);
-                py::gil_scoped_release release;
-                s.add_reader([=](stream &owner) { return std::make_unique<tcp_reader>(owner, fd, max_size); });
-            },
-            "acceptor"_a, "max_size"_a = tcp_reader::default_max_size)
+        .def("add_udp_reader", &add_socket_reader<udp_reader, SOCK_DGRAM>, "socket"_a,
+             "max_size"_a = udp_reader::default_max_size)
+        // (bound at add time, as in spead2)
+        .def("add_tcp_reader", &add_port_reader<tcp_reader, false>, "port"_a,
+             "max_size"_a = tcp_reader::default_max_size, "buffer_size"_a = tcp_reader::default_buffer_size,
+             "bind_hostname"_a = "")
+        .def("add_tcp_reader", &add_socket_reader<tcp_reader, SOCK_STREAM>, "acceptor"_a,
+             "max_size"_a = tcp_reader::default_max_size)
         .def(
             "add_inproc_reader", [](stream &s, std::shared_ptr<inproc_queue> queue)
             { s.add_reader([=](stream &owner) { return std::make_unique<inproc_reader>(owner, queue); }); }, "queue"_a)

@@ -499,6 +499,17 @@ template <typename T, typename Cls> void add_udp_constructors(Cls &cls)
     cls.attr("DEFAULT_BUFFER_SIZE") = py::int_(udp_writer::default_buffer_size);
 }
 
+/// The InprocStream / InprocStreamAsyncio constructor and queues property.
+template <typename T, typename Cls> void add_inproc_members(Cls &cls)
+{
+    cls.def(py::init<std::shared_ptr<thread_pool>, std::vector<std::shared_ptr<inproc_queue>>, const stream_config &>(),
+            py::arg("thread_pool").none(false), "queues"_a, "config"_a = stream_config())
+        .def_property_readonly("queues", &T::get_queues);
+}
+
+/// The C++ class a py::class_ (or a reference to one) binds.
+template <typename Cls> using class_type = typename std::decay_t<Cls>::type;
+
 /// The TcpStream (socket) constructor shared by the sync and asyncio classes.
 template <typename T, typename Cls> void add_tcp_socket_constructor(Cls &cls)
 {
@@ -576,6 +587,32 @@ template <typename T, typename Cls> void add_asyncio_methods(Cls &cls)
     cls.def("process_callbacks", [](T &self) { self.callbacks.process(); });
 }
 
+/// Name and docstring of a Python class (string literals: pybind11 keeps the pointers).
+struct class_names
+{
+    const char *name;
+    const char *doc;
+};
+
+/**
+ * A transport's synchronous stream class and its asyncio variant: @a members
+ * (a generic lambda taking either py::class_) adds what the two have in
+ * common, then each gets its flavour's send methods. Returns both classes
+ * for what differs.
+ */
+template <typename Sync, typename Async, typename Members>
+std::pair<py::class_<Sync, py_stream>, py::class_<Async, py_stream>>
+register_flavours(py::module_ &m, class_names sync_names, class_names async_names, Members &&members)
+{
+    py::class_<Sync, py_stream> sync_cls(m, sync_names.name, sync_names.doc);
+    members(sync_cls);
+    add_sync_methods<Sync>(sync_cls);
+    py::class_<Async, py_stream> async_cls(m, async_names.name, async_names.doc);
+    members(async_cls);
+    add_asyncio_methods<Async>(async_cls);
+    return {sync_cls, async_cls};
+}
+
 } // anonymous namespace
 
 void register_send_streams(py::module_ &m)
@@ -593,35 +630,19 @@ void register_send_streams(py::module_ &m)
         .def("getvalue", [](const py_bytes_stream &self) { return py::bytes(self.getvalue()); });
     add_sync_methods<py_bytes_stream>(bytes_cls);
 
-    auto inproc_cls =
-        py::class_<py_inproc_stream, py_stream>(m, "InprocStream", "Stream that sends to in-process queues");
-    inproc_cls
-        .def(
-            py::init<std::shared_ptr<thread_pool>, std::vector<std::shared_ptr<inproc_queue>>, const stream_config &>(),
-            py::arg("thread_pool").none(false), "queues"_a, "config"_a = stream_config())
-        .def_property_readonly("queues", &py_inproc_stream::get_queues);
-    add_sync_methods<py_inproc_stream>(inproc_cls);
-
-    auto inproc_async_cls = py::class_<py_inproc_stream_asyncio, py_stream>(
-        m, "InprocStreamAsyncio", "Asyncio variant of InprocStream (callback interface)");
-    inproc_async_cls
-        .def(
-            py::init<std::shared_ptr<thread_pool>, std::vector<std::shared_ptr<inproc_queue>>, const stream_config &>(),
-            py::arg("thread_pool").none(false), "queues"_a, "config"_a = stream_config())
-        .def_property_readonly("queues", &py_inproc_stream_asyncio::get_queues);
-    add_asyncio_methods<py_inproc_stream_asyncio>(inproc_async_cls);
-
-    auto udp_cls = py::class_<py_udp_stream, py_stream>(m, "UdpStream", "Stream that sends UDP datagrams");
-    add_udp_constructors<py_udp_stream>(udp_cls);
-    add_sync_methods<py_udp_stream>(udp_cls);
-
-    auto udp_async_cls = py::class_<py_udp_stream_asyncio, py_stream>(
-        m, "UdpStreamAsyncio", "Asyncio variant of UdpStream (callback interface)");
-    add_udp_constructors<py_udp_stream_asyncio>(udp_async_cls);
-    add_asyncio_methods<py_udp_stream_asyncio>(udp_async_cls);
-
-    auto tcp_cls = py::class_<py_tcp_stream, py_stream>(m, "TcpStream", "Stream that sends over a TCP connection");
-    add_tcp_socket_constructor<py_tcp_stream>(tcp_cls);
+    register_flavours<py_inproc_stream, py_inproc_stream_asyncio>(
+        m, {"InprocStream", "Stream that sends to in-process queues"},
+        {"InprocStreamAsyncio", "Asyncio variant of InprocStream (callback interface)"},
+        [](auto &cls) { add_inproc_members<class_type<decltype(cls)>>(cls); });
+    register_flavours<py_udp_stream, py_udp_stream_asyncio>(
+        m, {"UdpStream", "Stream that sends UDP datagrams"},
+        {"UdpStreamAsyncio", "Asyncio variant of UdpStream (callback interface)"},
+        [](auto &cls) { add_udp_constructors<class_type<decltype(cls)>>(cls); });
+    // TCP: the socket constructor is shared; connecting differs (blocking, or with a callback).
+    auto [tcp_cls, tcp_async_cls] = register_flavours<py_tcp_stream, py_tcp_stream_asyncio>(
+        m, {"TcpStream", "Stream that sends over a TCP connection"},
+        {"TcpStreamAsyncio", "Asyncio variant of TcpStream (callback interface)"},
+        [](auto &cls) { add_tcp_socket_constructor<class_type<decltype(cls)>>(cls); });
     tcp_cls.def(py::init(
                     [](std::shared_ptr<thread_pool> pool, const endpoint_list &endpoints, const stream_config &config,
                        std::size_t buffer_size, const std::string &interface_address)
@@ -631,11 +652,6 @@ void register_send_streams(py::module_ &m)
                     }),
                 py::arg("thread_pool").none(false), "endpoints"_a, "config"_a = stream_config(),
                 "buffer_size"_a = tcp_writer::default_buffer_size, "interface_address"_a = "");
-    add_sync_methods<py_tcp_stream>(tcp_cls);
-
-    auto tcp_async_cls = py::class_<py_tcp_stream_asyncio, py_stream>(
-        m, "TcpStreamAsyncio", "Asyncio variant of TcpStream (callback interface)");
-    add_tcp_socket_constructor<py_tcp_stream_asyncio>(tcp_async_cls);
     tcp_async_cls.def(py::init(
                           [](py::object callback, std::shared_ptr<thread_pool> pool, const endpoint_list &endpoints,
                              const stream_config &config, std::size_t buffer_size, const std::string &interface_address)
@@ -656,7 +672,6 @@ void register_send_streams(py::module_ &m)
                           }),
                       "callback"_a, py::arg("thread_pool").none(false), "endpoints"_a, "config"_a = stream_config(),
                       "buffer_size"_a = tcp_writer::default_buffer_size, "interface_address"_a = "");
-    add_asyncio_methods<py_tcp_stream_asyncio>(tcp_async_cls);
 }
 
 } // namespace send

@@ -1,5 +1,6 @@
 #include "recv/heap/live_heap.h"
 #include <algorithm>
+#include <iterator>
 #include <utility>
 
 namespace spead2gpu::recv
@@ -229,33 +230,24 @@ packet_result live_heap::add_packet(const packet_header &packet, const live_heap
 
 packet_result_log packet_result_message(packet_result result)
 {
-    switch (result)
-    {
-    case packet_result::accepted:
-        return {log_level::debug, "packet accepted"};
-    case packet_result::out_of_order:
-        // spead2's wording, including its advice (which names the wrong value)
-        return {log_level::warning,
-                "packet rejected because it is out-of-order in the heap (you might need to set "
-                "allow_out_of_order to false in the stream config)"};
-    case packet_result::missed_start:
-        return {log_level::debug, "packet rejected because the start of its heap was missed"};
-    case packet_result::duplicate:
-        return {log_level::debug, "packet rejected because it overlaps payload already received"};
-    case packet_result::flavour_inconsistent:
-        return {log_level::info, "packet rejected because its flavour is inconsistent with the heap"};
-    case packet_result::length_inconsistent:
-        return {log_level::info, "packet rejected because its HEAP_LEN is inconsistent with the heap"};
-    case packet_result::length_too_small:
-        return {log_level::info, "packet rejected because its HEAP_LEN is too small for the heap"};
-    case packet_result::beyond_heap:
-        return {log_level::debug, "packet rejected because its payload lies beyond the heap length"};
-    case packet_result::unsized:
-        return {log_level::info, "packet rejected because it has no HEAP_LEN"};
-    case packet_result::no_memory:
-        return {log_level::warning, "packet rejected because its heap's payload could not be allocated"};
-    }
-    return {log_level::info, "packet rejected"};
+    // Indexed by packet_result; spead2's wording where spead2 logs the case,
+    // including its out-of-order advice (which names the wrong value).
+    static constexpr packet_result_log table[packet_result_count] = {
+        {log_level::debug, "packet accepted"},
+        {log_level::warning,
+         "packet rejected because it is out-of-order in the heap (you might need to set "
+         "allow_out_of_order to false in the stream config)"},
+        {log_level::debug, "packet rejected because the start of its heap was missed"},
+        {log_level::debug, "packet rejected because it overlaps payload already received"},
+        {log_level::info, "packet rejected because its flavour is inconsistent with the heap"},
+        {log_level::info, "packet rejected because its HEAP_LEN is inconsistent with the heap"},
+        {log_level::info, "packet rejected because its HEAP_LEN is too small for the heap"},
+        {log_level::debug, "packet rejected because its payload lies beyond the heap length"},
+        {log_level::info, "packet rejected because it has no HEAP_LEN"},
+        {log_level::warning, "packet rejected because its heap's payload could not be allocated"},
+    };
+    static_assert(std::size(table) == packet_result_count);
+    return table[std::size_t(result)];
 }
 
 } // namespace spead2gpu::recv
