@@ -238,11 +238,38 @@ def test_host_buffer_protocols():
     d = np.from_dlpack(b)
     assert d.dtype == np.uint8 and d.shape == (10000,)
     a[5] = 9
-    assert d[5] == 9          # same memory, no copy (legacy DLPack: numpy marks it read-only)
+    assert d[5] == 9          # same memory, no copy
     assert not hasattr(b, "__cuda_array_interface__")
     assert "host" in repr(b)
     b.zero()
     assert not a.any()
+
+
+def test_dlpack_versioned_capsule_for_dlpack_1_consumers():
+    """numpy >= 2.1 (like cupy and torch) asks for a DLPack 1.x capsule with
+    max_version; it gets "dltensor_versioned", not flagged read-only, so the
+    array is writable and shares the buffer's memory. Without max_version the
+    legacy capsule is given."""
+    b = gpu.Buffer(64, "host")
+    assert '"dltensor_versioned"' in repr(b.__dlpack__(max_version=(1, 0)))
+    assert '"dltensor_versioned"' in repr(b.__dlpack__(max_version=(1, 3)))
+    assert '"dltensor"' in repr(b.__dlpack__())
+    assert '"dltensor"' in repr(b.__dlpack__(max_version=(0, 8)))
+    d = np.from_dlpack(b)
+    assert d.flags.writeable
+    d[:4] = [1, 2, 3, 4]
+    assert bytes(memoryview(b)[:4]) == b"\x01\x02\x03\x04"
+    for _ in range(100):      # unconsumed versioned capsules are freed too
+        cap = b.__dlpack__(max_version=(1, 0))
+        del cap
+
+
+def test_dlpack_stream_zero_is_refused():
+    """DLPack forbids stream=0 (ambiguous between the legacy and per-thread
+    default streams): a clear ValueError naming it."""
+    b = gpu.Buffer(64, "host")
+    with pytest.raises(ValueError, match="stream=0"):
+        b.__dlpack__(stream=0)
 
 
 def test_dlpack_capsule_unconsumed_is_freed():

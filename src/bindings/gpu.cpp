@@ -299,7 +299,9 @@ Host-addressable kinds export the buffer protocol (``numpy.frombuffer(buf, dtype
                     if (dl_device.cast<std::pair<int, int>>() != dlpack_device_of(b))
                         throw py::buffer_error("spead2gpu.gpu.Buffer.__dlpack__: cannot export to another device");
                 }
-                return dlpack(b, stream);
+                // DLPack 1.x consumers (numpy >= 2.1, cupy, torch) pass max_version=(major, minor).
+                const bool versioned = !max_version.is_none() && max_version.cast<py::tuple>()[0].cast<int>() >= 1;
+                return dlpack(b, stream, versioned);
             },
             py::kw_only(), "stream"_a = py::none(), "max_version"_a = py::none(), "dl_device"_a = py::none(),
             "copy"_a = py::none())

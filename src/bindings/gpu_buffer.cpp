@@ -11,7 +11,7 @@ namespace spead2gpu::gpu
 namespace
 {
 
-// DLPack (v0.8 ABI, legacy "dltensor" capsules), written out here.
+// DLPack ABI (0.8 legacy "dltensor" and 1.x "dltensor_versioned" capsules), written out here.
 struct DLDevice
 {
     std::int32_t device_type;
@@ -42,9 +42,26 @@ struct DLManagedTensor
 constexpr std::int32_t kDLCPU = 1, kDLCUDA = 2, kDLCUDAHost = 3;
 constexpr std::uint8_t kDLUInt = 1;
 
+// DLPack 1.x: the versioned tensor of "dltensor_versioned" capsules.
+struct DLPackVersion
+{
+    std::uint32_t major;
+    std::uint32_t minor;
+};
+struct DLManagedTensorVersioned
+{
+    DLPackVersion version;
+    void *manager_ctx;
+    void (*deleter)(DLManagedTensorVersioned *self);
+    std::uint64_t flags; ///< 0: writable, not a copy
+    DLTensor dl_tensor;
+};
+
+/// One export: the tensor (either ABI) and what keeps its memory alive.
 struct dlpack_context
 {
-    DLManagedTensor tensor;
+    DLManagedTensor legacy;
+    DLManagedTensorVersioned versioned;
     std::int64_t shape[1];
     std::shared_ptr<buffer> keepalive; ///< no GIL needed to release
 };
@@ -54,12 +71,27 @@ void dlpack_deleter(DLManagedTensor *self)
     delete static_cast<dlpack_context *>(self->manager_ctx);
 }
 
+void dlpack_versioned_deleter(DLManagedTensorVersioned *self)
+{
+    delete static_cast<dlpack_context *>(self->manager_ctx);
+}
+
+/// Capsule destructors: a capsule still under its original name was never consumed, so we own it.
 void dlpack_capsule_destructor(PyObject *capsule)
 {
-    // Still named "dltensor": never consumed, so we own it.
     if (PyCapsule_IsValid(capsule, "dltensor"))
     {
         auto *t = static_cast<DLManagedTensor *>(PyCapsule_GetPointer(capsule, "dltensor"));
+        if (t && t->deleter)
+            t->deleter(t);
+    }
+}
+
+void dlpack_versioned_capsule_destructor(PyObject *capsule)
+{
+    if (PyCapsule_IsValid(capsule, "dltensor_versioned"))
+    {
+        auto *t = static_cast<DLManagedTensorVersioned *>(PyCapsule_GetPointer(capsule, "dltensor_versioned"));
         if (t && t->deleter)
             t->deleter(t);
     }
@@ -103,8 +135,11 @@ static std::uintptr_t stream_handle(const py::object &s)
     return s.cast<std::uintptr_t>();
 }
 
-py::object dlpack(buffer_view &b, py::object stream)
+py::object dlpack(buffer_view &b, py::object stream, bool versioned)
 {
+    if (!stream.is_none() && stream.cast<std::intptr_t>() == 0)
+        throw py::value_error("__dlpack__: stream=0 is not allowed by DLPack (it is ambiguous); pass None or 1 for "
+                              "the legacy default stream, 2 for the per-thread default stream, or a stream handle");
     if (!b.stream.is_none() && gpu_addressable(b.kind()))
     {
         // DLPack: None means the legacy default stream, -1 means "no synchronisation".
@@ -115,7 +150,7 @@ py::object dlpack(buffer_view &b, py::object stream)
     auto *ctx = new dlpack_context();
     ctx->keepalive = b.mem;
     ctx->shape[0] = std::int64_t(b.size);
-    DLTensor &t = ctx->tensor.dl_tensor;
+    DLTensor &t = versioned ? ctx->versioned.dl_tensor : ctx->legacy.dl_tensor;
     t.device = dlpack_device(b);
     t.data = reinterpret_cast<void *>(
         b.kind() == memory_kind::host || b.kind() == memory_kind::pinned ? b.host_address() : b.device_address());
@@ -124,9 +159,21 @@ py::object dlpack(buffer_view &b, py::object stream)
     t.shape = ctx->shape;
     t.strides = nullptr;
     t.byte_offset = 0;
-    ctx->tensor.manager_ctx = ctx;
-    ctx->tensor.deleter = dlpack_deleter;
-    PyObject *cap = PyCapsule_New(&ctx->tensor, "dltensor", dlpack_capsule_destructor);
+    PyObject *cap;
+    if (versioned)
+    {
+        ctx->versioned.version = DLPackVersion{1, 0};
+        ctx->versioned.manager_ctx = ctx;
+        ctx->versioned.deleter = dlpack_versioned_deleter;
+        ctx->versioned.flags = 0;
+        cap = PyCapsule_New(&ctx->versioned, "dltensor_versioned", dlpack_versioned_capsule_destructor);
+    }
+    else
+    {
+        ctx->legacy.manager_ctx = ctx;
+        ctx->legacy.deleter = dlpack_deleter;
+        cap = PyCapsule_New(&ctx->legacy, "dltensor", dlpack_capsule_destructor);
+    }
     if (!cap)
     {
         delete ctx;

@@ -38,8 +38,13 @@ struct buffer_view
 void stream_wait_stream(std::uintptr_t consumer, std::uintptr_t producer, int device);
 /// (DLPack device type, device id) of @a b: where a consumer finds the memory.
 std::pair<int, int> dlpack_device_of(const buffer_view &b);
-/// A DLPack capsule of @a b for a consumer on @a stream (the __dlpack__ protocol).
-py::object dlpack(buffer_view &b, py::object stream);
+/**
+ * A DLPack capsule of @a b for a consumer on @a stream (the __dlpack__
+ * protocol): "dltensor_versioned" (DLPack 1.0, writable) if @a versioned,
+ * i.e. the consumer passed max_version >= (1, 0), else the legacy
+ * "dltensor". stream=0 is refused (DLPack forbids it as ambiguous).
+ */
+py::object dlpack(buffer_view &b, py::object stream, bool versioned);
 /// The __cuda_array_interface__ dict of @a b (a flat uint8 array).
 py::dict cuda_array_interface(const buffer_view &b);
 
