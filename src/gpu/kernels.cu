@@ -30,12 +30,34 @@ inline cudaStream_t to_stream(std::uintptr_t s)
     return reinterpret_cast<cudaStream_t>(s);
 }
 
-void check_launch(const char *name)
+std::string error_text(cudaError_t err)
 {
+    return std::string(cudaGetErrorName(err)) + ": " + cudaGetErrorString(err);
+}
+
+/**
+ * Launch @a kernel on @a stream and check the launch. An error already
+ * pending from earlier work is reported as that, before launching, rather
+ * than blamed on this kernel (cudaGetLastError returns the last error of any
+ * call on this thread).
+ */
+template <typename... Params, typename... Args>
+void launch(const char *name, void (*kernel)(Params...), dim3 grid, std::uintptr_t stream, Args... args)
+{
+    cudaError_t pending = cudaGetLastError();
+    if (pending != cudaSuccess)
+        throw cuda_error(std::string("not launching ") + name +
+                         ": an earlier CUDA error is pending: " + error_text(pending));
+    kernel<<<grid, block_size, 0, to_stream(stream)>>>(args...);
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess)
-        throw cuda_error(std::string(name) + " launch failed: " + cudaGetErrorName(err) + ": " +
-                         cudaGetErrorString(err));
+        throw cuda_error(std::string(name) + " launch failed: " + error_text(err));
+}
+
+/// A 4-bit two's-complement value (0..15) as an int, without shifting a negative number.
+__device__ __forceinline__ int sext4(unsigned v)
+{
+    return int(v ^ 0x8u) - 0x8;
 }
 
 __device__ __forceinline__ int sext10(unsigned v)
@@ -93,11 +115,10 @@ __global__ void unpack_int4_vec(const unsigned short *src, float4 *dst, std::siz
          i += std::size_t(gridDim.x) * blockDim.x)
     {
         // Little-endian load: the first byte is the low half of the short.
-        unsigned short w = src[i];
-        signed char b0 = static_cast<signed char>(w & 0xff);
-        signed char b1 = static_cast<signed char>(w >> 8);
-        dst[i] = make_float4(b0 >> 4, static_cast<signed char>(b0 << 4) >> 4, b1 >> 4,
-                             static_cast<signed char>(b1 << 4) >> 4);
+        // Each byte holds two samples, the high nibble first.
+        unsigned w = src[i];
+        dst[i] = make_float4(float(sext4((w >> 4) & 0xfu)), float(sext4(w & 0xfu)), float(sext4((w >> 12) & 0xfu)),
+                             float(sext4((w >> 8) & 0xfu)));
     }
 }
 
@@ -106,8 +127,8 @@ __global__ void unpack_int4_scalar(const unsigned char *src, float *dst, std::si
     for (std::size_t i = begin + std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
          i += std::size_t(gridDim.x) * blockDim.x)
     {
-        signed char b = static_cast<signed char>(src[i / 2]);
-        dst[i] = (i & 1) ? float(static_cast<signed char>(b << 4) >> 4) : float(b >> 4);
+        unsigned b = src[i / 2];
+        dst[i] = float(sext4((i & 1) ? b & 0xfu : b >> 4)); // the high nibble first
     }
 }
 
@@ -151,10 +172,8 @@ void launch_zero_missing(std::uintptr_t data, std::uintptr_t present, std::size_
         return;
     dim3 grid(unsigned(std::min<std::size_t>((heap_bytes / 16 + block_size - 1) / block_size + 1, 64)),
               unsigned(std::min<std::size_t>(n_heaps, 65535)));
-    zero_missing_kernel<<<grid, block_size, 0, to_stream(stream)>>>(reinterpret_cast<unsigned char *>(data),
-                                                                    reinterpret_cast<const unsigned char *>(present),
-                                                                    n_heaps, heap_bytes, present_stride);
-    check_launch("zero_missing");
+    launch("zero_missing", zero_missing_kernel, grid, stream, reinterpret_cast<unsigned char *>(data),
+           reinterpret_cast<const unsigned char *>(present), n_heaps, heap_bytes, present_stride);
 }
 
 void launch_unpack_int8(std::uintptr_t src, std::uintptr_t dst, std::size_t n, std::uintptr_t stream)
@@ -165,16 +184,14 @@ void launch_unpack_int8(std::uintptr_t src, std::uintptr_t dst, std::size_t n, s
     if (aligned(src, 4) && aligned(dst, 16) && n >= 4)
     {
         std::size_t n4 = n / 4;
-        unpack_int8_vec<<<grid_for(n4), block_size, 0, to_stream(stream)>>>(reinterpret_cast<const char4 *>(src),
-                                                                            reinterpret_cast<float4 *>(dst), n4);
-        check_launch("unpack_int8");
+        launch("unpack_int8", unpack_int8_vec, grid_for(n4), stream, reinterpret_cast<const char4 *>(src),
+               reinterpret_cast<float4 *>(dst), n4);
         begin = n4 * 4;
     }
     if (begin < n)
     {
-        unpack_int8_scalar<<<grid_for(n - begin), block_size, 0, to_stream(stream)>>>(
-            reinterpret_cast<const signed char *>(src), reinterpret_cast<float *>(dst), begin, n);
-        check_launch("unpack_int8");
+        launch("unpack_int8", unpack_int8_scalar, grid_for(n - begin), stream,
+               reinterpret_cast<const signed char *>(src), reinterpret_cast<float *>(dst), begin, n);
     }
 }
 
@@ -186,16 +203,14 @@ void launch_unpack_int4(std::uintptr_t src, std::uintptr_t dst, std::size_t n, s
     if (aligned(src, 2) && aligned(dst, 16) && n >= 4)
     {
         std::size_t n4 = n / 4;
-        unpack_int4_vec<<<grid_for(n4), block_size, 0, to_stream(stream)>>>(
-            reinterpret_cast<const unsigned short *>(src), reinterpret_cast<float4 *>(dst), n4);
-        check_launch("unpack_int4");
+        launch("unpack_int4", unpack_int4_vec, grid_for(n4), stream, reinterpret_cast<const unsigned short *>(src),
+               reinterpret_cast<float4 *>(dst), n4);
         begin = n4 * 4;
     }
     if (begin < n)
     {
-        unpack_int4_scalar<<<grid_for(n - begin), block_size, 0, to_stream(stream)>>>(
-            reinterpret_cast<const unsigned char *>(src), reinterpret_cast<float *>(dst), begin, n);
-        check_launch("unpack_int4");
+        launch("unpack_int4", unpack_int4_scalar, grid_for(n - begin), stream,
+               reinterpret_cast<const unsigned char *>(src), reinterpret_cast<float *>(dst), begin, n);
     }
 }
 
@@ -204,9 +219,8 @@ void launch_unpack_int10(std::uintptr_t src, std::uintptr_t dst, std::size_t n, 
     std::size_t groups = n / 4;
     if (groups == 0)
         return;
-    unpack_int10_kernel<<<grid_for(groups), block_size, 0, to_stream(stream)>>>(
-        reinterpret_cast<const unsigned char *>(src), reinterpret_cast<float *>(dst), groups, aligned(dst, 16));
-    check_launch("unpack_int10");
+    launch("unpack_int10", unpack_int10_kernel, grid_for(groups), stream, reinterpret_cast<const unsigned char *>(src),
+           reinterpret_cast<float *>(dst), groups, aligned(dst, 16));
 }
 
 void launch_unpack_cint8(std::uintptr_t src, std::uintptr_t dst, std::size_t n, std::uintptr_t stream)
