@@ -947,6 +947,24 @@ def test_demo_auto_path_choice():
         assert rc == 1 and "needs a usable GPU" in text
 
 
+def test_demo_device_without_cupy_says_so(monkeypatch):
+    """On a GPU machine without cupy, device chunks are gpu.Buffer objects; the
+    demo stops with a clear message instead of a TypeError from its
+    processing step. Shown here with a simulated device stream."""
+    from spead2gpu import demo
+
+    real = gpu.ChunkStream
+
+    def buffer_stream(*args, **kwargs):
+        kwargs.update(_simulate_device=True, array_module="buffer")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gpu, "ChunkStream", buffer_stream)
+    rc, text = _run_demo(["--heaps", "4", "--heap-size", "1024", "--memory", "device"])
+    assert rc == 1, text
+    assert "cupy" in text and "Traceback" not in text
+
+
 def test_disable_gpu_environment_variable():
     """SPEAD2GPU_DISABLE_GPU forces the CPU fallback (e.g. to test it on a GPU machine)."""
     import subprocess

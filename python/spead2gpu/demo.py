@@ -338,6 +338,13 @@ def run_chunks(args, kind, note, out=sys.stdout) -> int:
     except (gpu.GpuUnavailableError, ValueError) as exc:
         print(f"ERROR: memory kind {kind!r}: {exc}", file=out)
         return 1
+    if stream.array_module == "buffer":
+        # Device chunks without cupy are gpu.Buffer objects: the demo's
+        # processing step (gpu.unpack_int8 on an array) cannot run on them.
+        stream.stop()
+        print(f"ERROR: memory kind {kind!r}: the demo processes device chunks with cupy, which is not "
+              "installed (pip install cupy-cuda12x, or use --memory pinned or mapped)", file=out)
+        return 1
     stream.add_inproc_reader(queue)
 
     window = threading.Semaphore(args.window)
