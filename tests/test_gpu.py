@@ -951,7 +951,6 @@ def test_demo_device_without_cupy_says_so(monkeypatch):
     """On a GPU machine without cupy, device chunks are gpu.Buffer objects; the
     demo stops with a clear message instead of a TypeError from its
     processing step. Shown here with a simulated device stream."""
-    from spead2gpu import demo
 
     real = gpu.ChunkStream
 
