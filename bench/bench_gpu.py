@@ -229,12 +229,33 @@ def bench_spead2_cupy_ingest(buffers, n_streams, heap_size, tpc, max_chunks, n_d
 # (4) kernels
 # ---------------------------------------------------------------------------
 
+#: Present flags (heaps) in the zero_missing row.
+KERNEL_HEAPS = 1024
+
+
+def kernel_workload(xp, nbytes, rng):
+    """The kernel rows' operations on arrays of module ``xp`` (cupy here; numpy
+    in the tests, where the same calls run the reference implementations):
+    a list of (label, operation, bytes moved). The source is a whole number of
+    5-byte int10 groups and of KERNEL_HEAPS heaps, so every call is valid."""
+    unit = 20 * KERNEL_HEAPS
+    src = xp.asarray(rng.integers(0, 256, size=max(nbytes // unit, 1) * unit, dtype=np.uint8))
+    n = src.size
+    dst = xp.empty_like(src)
+    present = xp.asarray((rng.random(KERNEL_HEAPS) < 0.9).astype(np.uint8))
+    ops = [("(4) device-to-device copy (read+write)", lambda: xp.copyto(dst, src), 2 * n),
+           ("(4) zero_missing (10% missing, bytes written)", lambda: gpu.zero_missing(dst, present), n // 10)]
+    for fmt, fn, outn, osz in [("int8", gpu.unpack_int8, n, 4), ("int4", gpu.unpack_int4, 2 * n, 4),
+                               ("int10", gpu.unpack_int10, n * 4 // 5, 4),
+                               ("cint8", gpu.unpack_cint8, n // 2, 8)]:
+        out = xp.empty(outn, np.complex64 if fmt == "cint8" else np.float32)
+        ops.append((f"(4) unpack_{fmt} (bytes read + written)", lambda fn=fn, out=out: fn(src, out),
+                    n + outn * osz))
+    return ops
+
+
 def bench_kernels(nbytes, repeat):
     import cupy as cp
-
-    rng = np.random.default_rng(0)
-    src = cp.asarray(rng.integers(0, 256, size=nbytes // 20 * 20, dtype=np.uint8))
-    n = src.size
 
     def timed(fn):
         fn()
@@ -246,18 +267,8 @@ def bench_kernels(nbytes, repeat):
         stop.synchronize()
         return cp.cuda.get_elapsed_time(start, stop) / 1e3 / repeat
 
-    dst = cp.empty_like(src)
-    t = timed(lambda: cp.copyto(dst, src))
-    row("(4) device-to-device copy (read+write)", gbps(2 * n, t), "[memory bandwidth]")
-    present = cp.asarray((rng.random(1024) < 0.9).astype(np.uint8))
-    t = timed(lambda: gpu.zero_missing(dst, present))
-    row("(4) zero_missing (10% missing, bytes written)", gbps(n // 10, t))
-    for fmt, fn, outn, osz in [("int8", gpu.unpack_int8, n, 4), ("int4", gpu.unpack_int4, 2 * n, 4),
-                               ("int10", gpu.unpack_int10, n * 4 // 5, 4),
-                               ("cint8", gpu.unpack_cint8, n // 2, 8)]:
-        out = cp.empty(outn, np.complex64 if fmt == "cint8" else np.float32)
-        t = timed(lambda fn=fn, out=out: fn(src, out))
-        row(f"(4) unpack_{fmt} (bytes read + written)", gbps(n + outn * osz, t))
+    for label, fn, moved in kernel_workload(cp, nbytes, np.random.default_rng(0)):
+        row(label, gbps(moved, timed(fn)), "[memory bandwidth]" if "copy" in label else "")
 
 
 def main(argv=None):

@@ -885,16 +885,36 @@ def test_simulated_pipeline_pump_in_order():
     pipe.stop()
 
 
-def test_bench_gpu_without_gpu(capsys):
+def _load_bench_gpu():
     import importlib.util
     import pathlib
 
-    if GPU:
-        pytest.skip("a GPU is available (the bench runs for real there)")
     path = pathlib.Path(__file__).resolve().parents[1] / "bench" / "bench_gpu.py"
     spec = importlib.util.spec_from_file_location("bench_gpu", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+@pytest.mark.parametrize("nbytes", [16 << 20, 12345])   # --quick's size, and an odd one
+def test_bench_gpu_kernel_rows_are_valid_calls(nbytes):
+    """The kernel rows' calls, run once with numpy (the reference
+    implementations, same argument checks as the kernels): every one is valid.
+    The zero_missing row used
+    to stop the bench with ValueError (its data was not a whole number of
+    heaps)."""
+    bench = _load_bench_gpu()
+    ops = bench.kernel_workload(np, nbytes, np.random.default_rng(0))
+    assert len(ops) == 6
+    for label, fn, moved in ops:
+        fn()
+        assert moved > 0, label
+
+
+def test_bench_gpu_without_gpu(capsys):
+    if GPU:
+        pytest.skip("a GPU is available (the bench runs for real there)")
+    bench = _load_bench_gpu()
     assert bench.main(["--quick"]) == 2
     assert "no usable GPU" in capsys.readouterr().err
 
