@@ -80,7 +80,14 @@ struct held_chunk
         {
             try
             {
-                pipeline->release(std::move(c), true, 0);
+                // release() may wait for an event (after stop()): never with the GIL held.
+                if (PyGILState_Check())
+                {
+                    py::gil_scoped_release nogil;
+                    pipeline->release(std::move(c), true, 0);
+                }
+                else
+                    pipeline->release(std::move(c), true, 0);
             }
             catch (std::exception &e)
             {
@@ -370,8 +377,14 @@ Heap payload allocator of a host-addressable kind (``host``, ``pinned``, ``mappe
             "release",
             [](held_chunk &h, bool use_stream, std::uintptr_t stream)
             {
-                if (h.c)
-                    h.pipeline->release(std::move(h.c), use_stream, stream);
+                if (!h.c)
+                    return;
+                // Taken from the holder with the GIL held (so two threads cannot both release it);
+                // released without it, since release() may wait for an event.
+                std::unique_ptr<pipeline_chunk> c = std::move(h.c);
+                std::shared_ptr<chunk_pipeline> pipeline = h.pipeline;
+                py::gil_scoped_release nogil;
+                pipeline->release(std::move(c), use_stream, stream);
             },
             "use_stream"_a = true, "stream"_a = 0);
 
