@@ -198,6 +198,32 @@ std::string chunk_pipeline::error()
     return error_;
 }
 
+/**
+ * Wait until everything queued on copy stream @a cs has finished, falling
+ * back to the whole device if the stream cannot be waited on; used before
+ * memory that a queued copy uses is freed on an error path. Never throws.
+ */
+static void wait_for_copies(std::uintptr_t cs, int device) noexcept
+{
+    try
+    {
+        stream_synchronize(cs);
+        return;
+    }
+    catch (std::exception &e)
+    {
+        log_warning(std::string("spead2gpu: waiting for the copy stream failed (") + e.what() +
+                    "); synchronising the device before freeing the chunks");
+    }
+    try
+    {
+        device_synchronize(device);
+    }
+    catch (std::exception &)
+    {
+    }
+}
+
 void chunk_pipeline::copy_loop()
 {
     try
@@ -247,8 +273,18 @@ void chunk_pipeline::copy_loop()
             {
                 memcpy_async(dc->memory->device_ptr(), reinterpret_cast<std::uintptr_t>(sc->memory->host_ptr()),
                              geom.total(), cs);
-                dc->ready->record(cs);
-                sc->ready->record(cs);
+                // From here the DMA may read s and write d: if recording the events fails,
+                // wait for the copy before the exception frees them.
+                try
+                {
+                    dc->ready->record(cs);
+                    sc->ready->record(cs);
+                }
+                catch (...)
+                {
+                    wait_for_copies(cs, device_);
+                    throw;
+                }
             }
             counters.chunks_copied++;
             counters.bytes_copied += geom.total();
