@@ -16,8 +16,6 @@
 #include <cstring>
 #include <mutex>
 #include <string>
-#include <sys/eventfd.h>
-#include <unistd.h>
 #include <vector>
 #include <pybind11/native_enum.h>
 #include "common/descriptor.h"
@@ -30,6 +28,7 @@
 #include "send/stream/stream.h"
 #include "send/writer/tcp_writer.h"
 #include "send/writer/udp_writer.h"
+#include "common/ringbuffer.h"
 #include "common/socket_util.h"
 #include "common/logging.h"
 #include "common/thread_pool.h"
@@ -210,26 +209,17 @@ public:
 private:
     std::mutex mutex;
     std::vector<entry *> done;
-    int fd_ = -1;
-    bool signalled = false;
+    level_fd ready_fd; ///< readable while done is non-empty (set and cleared under mutex)
 
 public:
-    callback_queue()
-    {
-        fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (fd_ < 0)
-            throw std::system_error(errno, std::generic_category(), "eventfd");
-    }
-
     /// Must be called with the GIL held (drops Python references).
     ~callback_queue()
     {
         for (entry *e : done)
             delete e;
-        ::close(fd_);
     }
 
-    int fd() const { return fd_; }
+    int fd() const { return ready_fd.fd(); }
 
     /// Completion handler body: any thread, no GIL.
     void push(entry *e, const std::error_code &ec, item_pointer_t bytes)
@@ -238,12 +228,7 @@ public:
         e->bytes = bytes;
         std::lock_guard<std::mutex> lock(mutex);
         done.push_back(e);
-        if (!signalled)
-        {
-            std::uint64_t one = 1;
-            [[maybe_unused]] auto r = ::write(fd_, &one, sizeof(one));
-            signalled = true;
-        }
+        ready_fd.set(true);
     }
 
     completion_handler make_handler(entry *e)
@@ -258,12 +243,7 @@ public:
         {
             std::lock_guard<std::mutex> lock(mutex);
             ready.swap(done);
-            if (signalled)
-            {
-                std::uint64_t value;
-                [[maybe_unused]] auto r = ::read(fd_, &value, sizeof(value));
-                signalled = false;
-            }
+            ready_fd.set(false);
         }
         std::exception_ptr first_error;
         for (std::size_t i = 0; i < ready.size(); i++)

@@ -199,28 +199,36 @@ std::string chunk_pipeline::error()
 }
 
 /**
- * Wait until everything queued on copy stream @a cs has finished, falling
- * back to the whole device if the stream cannot be waited on; used before
- * memory that a queued copy uses is freed on an error path. Never throws.
+ * The last resort before memory that queued GPU work may use is freed or
+ * reused on an error path: log @a why and wait for the whole device. Never
+ * throws (if even this fails, nothing better can be done).
  */
-static void wait_for_copies(std::uintptr_t cs, int device) noexcept
+static void synchronize_device_after(const char *why, const std::exception &e, int device) noexcept
 {
-    try
-    {
-        stream_synchronize(cs);
-        return;
-    }
-    catch (std::exception &e)
-    {
-        log_warning(std::string("spead2gpu: waiting for the copy stream failed (") + e.what() +
-                    "); synchronising the device before freeing the chunks");
-    }
+    log_warning(std::string("spead2gpu: ") + why + " (" + e.what() + "); synchronising the device");
     try
     {
         device_synchronize(device);
     }
     catch (std::exception &)
     {
+    }
+}
+
+/**
+ * Wait until everything queued on copy stream @a cs has finished (the whole
+ * device if the stream cannot be waited on); used before memory that a
+ * queued copy uses is freed on an error path. Never throws.
+ */
+static void wait_for_copies(std::uintptr_t cs, int device) noexcept
+{
+    try
+    {
+        stream_synchronize(cs);
+    }
+    catch (std::exception &e)
+    {
+        synchronize_device_after("waiting for the copy stream failed", e, device);
     }
 }
 
@@ -380,15 +388,7 @@ void chunk_pipeline::release(std::unique_ptr<pipeline_chunk> &&c, bool use_strea
         catch (std::exception &e)
         {
             // Cannot order the recycle after the consumer: wait for the whole device instead.
-            log_warning(std::string("spead2gpu: recording the release event failed (") + e.what() +
-                        "); synchronising the device before recycling the chunk");
-            try
-            {
-                device_synchronize(device_);
-            }
-            catch (std::exception &)
-            {
-            }
+            synchronize_device_after("recording the release event failed", e, device_);
         }
     }
     pipeline_chunk_ptr p(c.release());
