@@ -1,8 +1,10 @@
 """GPU ingest (spead2gpu.gpu): memory kinds, GPU chunk streams, recycling, kernels.
 
-Without a GPU (CI) the whole API runs with ``host``/``auto`` memory, the staged
-``device`` pipeline runs in its simulated form (host memory, memcpy), GPU kinds
-raise GpuUnavailableError, and the GPU tests skip with the reason.
+Without a GPU (CI) the whole API runs with ``host``/``auto`` memory, every GPU
+kind runs on the emulated GPU (gpu.Emulator: the same pipeline code, events
+that complete late; its ordering is tested in test_gpu_emulated.py), GPU kinds
+without an emulator raise GpuUnavailableError, and the GPU tests skip with the
+reason.
 """
 
 from __future__ import annotations
@@ -243,6 +245,10 @@ def test_host_buffer_protocols():
     assert "host" in repr(b)
     b.zero()
     assert not a.any()
+    assert b.__dlpack__(dl_device=(1, 0)) is not None
+    for other in ((2, 0), (3, 0), (1, 1)):
+        with pytest.raises(BufferError, match="without a copy"):
+            b.__dlpack__(dl_device=other)
 
 
 def test_dlpack_versioned_capsule_for_dlpack_1_consumers():
@@ -316,20 +322,27 @@ def test_memory_allocator_host_in_stream_config():
 
 
 # ---------------------------------------------------------------------------
-# GPU chunk stream on host memory (and the simulated device pipeline)
+# GPU chunk stream on host memory (and every kind on the emulated GPU)
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("variant", ["host", "auto", "simulated-device"])
+def variant_kwargs(variant):
+    """ChunkStream keywords of a test variant: a kind, or ``emulated-<kind>``."""
+    if variant.startswith("emulated-"):
+        return dict(kind=variant.split("-", 1)[1], emulator=gpu.Emulator())
+    return dict(kind=variant)
+
+
+@pytest.mark.parametrize("variant", ["host", "auto", "emulated-pinned", "emulated-mapped",
+                                     "emulated-device"])
 def test_chunk_stream_matches_plain_chunk_stream(variant):
     pkts = stream_packets()
     expected = plain_chunks(pkts)
     assert len(expected) >= 3
     if variant == "auto" and GPU:
         pytest.skip("auto is the real device kind here (covered by the GPU tests)")
-    kw = dict(kind="device", _simulate_device=True) if variant == "simulated-device" \
-        else dict(kind=variant)
-    s = make_gpu_stream(**kw)
-    assert s.kind == ("device" if variant == "simulated-device" else "host")
+    s = make_gpu_stream(**variant_kwargs(variant))
+    assert s.kind == ("host" if variant == "auto" else variant.split("-")[-1])
+    assert s.emulated == variant.startswith("emulated")
     feed_inproc(s, pkts)
     got = gpu_chunks(s)
     assert zeroed_missing(got) == zeroed_missing(expected)
@@ -337,7 +350,7 @@ def test_chunk_stream_matches_plain_chunk_stream(variant):
     assert [g[:2] for g in got] == [e[:2] for e in expected]
     stats = s.pipeline_stats
     assert stats["chunks_delivered"] == stats["chunks_released"] == len(got)
-    if variant == "simulated-device":
+    if variant == "emulated-device":
         assert stats["chunks_copied"] == len(got)
         assert stats["bytes_copied"] >= len(got) * layout().chunk_data_size
     s.stop()
@@ -494,9 +507,9 @@ def test_release_recycles_and_zeroes_present():
     assert stats["chunks_delivered"] == stats["chunks_released"] == 4
 
 
-def test_simulated_device_copy_back_pressure():
+def test_emulated_device_copy_back_pressure():
     """With one device chunk held by the consumer the copy thread waits (counted)."""
-    s = make_gpu_stream("device", _simulate_device=True, n_device_chunks=1, n_chunks=4)
+    s = make_gpu_stream("device", emulator=gpu.Emulator(), n_device_chunks=1, n_chunks=4)
     pkts = stream_packets(n_ts=12, missing=(), incomplete=())
     feed_inproc(s, pkts)
     first = s.get()
@@ -556,7 +569,7 @@ def test_get_nowait_and_async():
     assert asyncio.run(consume()) == [0, 1]
 
 
-@pytest.mark.parametrize("variant", ["host", "simulated-device"])
+@pytest.mark.parametrize("variant", ["host", "emulated-mapped", "emulated-device"])
 def test_chunk_stream_group(variant):
     """A group of two members (one per F-engine) fills the same chunks as a plain group."""
     lay = layout()
@@ -566,7 +579,7 @@ def test_chunk_stream_group(variant):
         # route each heap's packets to the member of its F-engine (cnt parity by construction)
         cnt = int.from_bytes(p[8 + 2:8 + 8], "big") & ((1 << 40) - 1)
         by_feng[(cnt - 1) % NF].append(p)
-    kw = dict(kind="device", _simulate_device=True) if variant != "host" else dict(kind="host")
+    kw = variant_kwargs(variant)
     # Lossless eviction: the result does not depend on how the members' threads interleave.
     gcfg = recv.ChunkStreamGroupConfig(max_chunks=2,
                                        eviction_mode=recv.ChunkStreamGroupConfig.EvictionMode.LOSSLESS)
@@ -610,8 +623,10 @@ def test_geometry_errors():
         make_gpu_stream("host", array_module="jax")
     with pytest.raises(ValueError, match="cupy arrays need"):
         make_gpu_stream("host", array_module="cupy")
-    with pytest.raises(ValueError, match="_simulate_device"):
-        make_gpu_stream("host", _simulate_device=True)
+    with pytest.raises(ValueError, match="emulated GPU's chunks are host memory"):
+        make_gpu_stream("device", emulator=gpu.Emulator(), array_module="cupy")
+    with pytest.raises(TypeError, match="emulator must be"):
+        make_gpu_stream("device", emulator=object())
 
 
 # ---------------------------------------------------------------------------
@@ -716,10 +731,20 @@ def test_gpu_buffer_kinds(kind):
         cai = b.__cuda_array_interface__
         assert cai["version"] == 3 and cai["shape"] == (1 << 20,) and cai["typestr"] == "|u1"
         assert cai["data"][0] == b.device_ptr != 0 and "stream" in cai
-        assert b.__dlpack_device__() == (2, 0)
     else:
         assert not hasattr(b, "__cuda_array_interface__")
-        assert b.__dlpack_device__() == (3, 0)
+    # pinned and mapped are host memory the GPU also reaches: kDLCUDAHost, which numpy takes.
+    assert b.__dlpack_device__() == ((2, 0) if kind == "device" else (3, 0))
+    if kind != "device":
+        d = np.from_dlpack(b)
+        assert d.size == 1 << 20 and (d == 7).all()
+        assert np.from_dlpack(b, device="cpu").size == 1 << 20   # dl_device=(kDLCPU, 0)
+        assert b.__dlpack__(dl_device=(1, 0)) is not None
+    if kind == "mapped":
+        assert b.__dlpack__(dl_device=(2, 0)) is not None        # by its device pointer
+    if kind == "device":
+        with pytest.raises(BufferError, match="without a copy"):
+            b.__dlpack__(dl_device=(1, 0))
 
 
 @needs_gpu
@@ -856,15 +881,16 @@ def test_gpu_group_device():
 
 
 # ---------------------------------------------------------------------------
-# Pipeline under load (simulated device), bench and demo
+# Pipeline under load (emulated device), bench and demo
 # ---------------------------------------------------------------------------
 
-def test_simulated_pipeline_pump_in_order():
+def test_emulated_pipeline_pump_in_order():
     """The staged pipeline alone (no stream), tiny pools: every chunk arrives, in order."""
     import threading
 
-    pipe = gpu._gpu._ChunkPipeline("device", 0, 4096, 8, 16, 3, 2, True)
-    assert pipe.simulated and pipe.consumer_slots == 2 and pipe.n_chunks == 3
+    emu = gpu.Emulator()
+    pipe = gpu._gpu._ChunkPipeline("device", 0, 4096, 8, 16, 3, 2, emu)
+    assert pipe.emulated and pipe.consumer_slots == 2 and pipe.n_chunks == 3
     t = threading.Thread(target=pipe._pump, args=(50, 7))
     t.start()
     ids = []
@@ -874,6 +900,7 @@ def test_simulated_pipeline_pump_in_order():
         except spead2gpu.Stopped:
             break
         ids.append(held.chunk_id)
+        held.synchronize_ready()
         present = np.frombuffer(pipe.slot_buffer(held.slot, "present"), np.uint8)
         assert present.all()
         held.release(True, 0)
@@ -970,12 +997,12 @@ def test_demo_auto_path_choice():
 def test_demo_device_without_cupy_says_so(monkeypatch):
     """On a GPU machine without cupy, device chunks are gpu.Buffer objects; the
     demo stops with a clear message instead of a TypeError from its
-    processing step. Shown here with a simulated device stream."""
+    processing step. Shown here with an emulated device stream."""
 
     real = gpu.ChunkStream
 
     def buffer_stream(*args, **kwargs):
-        kwargs.update(_simulate_device=True, array_module="buffer")
+        kwargs.update(emulator=gpu.Emulator(), array_module="buffer")
         return real(*args, **kwargs)
 
     monkeypatch.setattr(gpu, "ChunkStream", buffer_stream)

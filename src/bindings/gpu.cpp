@@ -8,6 +8,7 @@
 #include "bindings/chunk_config.h"
 #include "bindings/gpu_buffer.h"
 #include "bindings/py_common.h"
+#include "gpu/emulated_runtime.h"
 #include "gpu/memory.h"
 #include "gpu/pipeline.h"
 #include "gpu/kernels.h"
@@ -30,11 +31,22 @@ namespace
 // Memory kinds
 // ---------------------------------------------------------------------------
 
-/// Resolve a kind name; "auto" becomes @a gpu_choice if a GPU is usable, else host.
-std::pair<memory_kind, std::string> resolve_kind(const std::string &name, memory_kind gpu_choice)
+/// The runtime an `emulator=` argument names: the emulated GPU, or CUDA for None.
+std::shared_ptr<runtime> runtime_of(const py::object &emulator)
+{
+    if (emulator.is_none())
+        return cuda_runtime();
+    return emulator.cast<std::shared_ptr<emulated_runtime>>();
+}
+
+/// Resolve a kind name; "auto" becomes @a gpu_choice if a GPU (or @a rt emulated) is usable, else host.
+std::pair<memory_kind, std::string> resolve_kind(const std::string &name, memory_kind gpu_choice,
+                                                 const std::shared_ptr<runtime> &rt)
 {
     if (name == "auto")
     {
+        if (rt->emulated())
+            return {gpu_choice, ""};
         const auto &st = probe();
         if (st.available)
             return {gpu_choice, ""};
@@ -68,6 +80,8 @@ struct held_chunk
     std::int64_t chunk_id = -1;
     std::uint64_t stream_id = 0;
     std::size_t slot = 0;
+    /// The stream the consumer said it would use (get(stream)): a chunk dropped unreleased is released on it.
+    std::uintptr_t release_stream = 0;
 
     held_chunk(std::shared_ptr<chunk_pipeline> p, std::unique_ptr<pipeline_chunk> &&ch)
         : pipeline(std::move(p)), c(std::move(ch)), chunk_id(c->chunk_id), stream_id(c->stream_id), slot(c->slot)
@@ -75,7 +89,7 @@ struct held_chunk
     }
     ~held_chunk()
     {
-        // Dropped without release: order the recycle after the legacy default stream.
+        // Dropped without release: order the recycle after the stream it was handed out for.
         if (c)
         {
             try
@@ -84,10 +98,10 @@ struct held_chunk
                 if (PyGILState_Check())
                 {
                     py::gil_scoped_release nogil;
-                    pipeline->release(std::move(c), true, 0);
+                    pipeline->release(std::move(c), true, release_stream);
                 }
                 else
-                    pipeline->release(std::move(c), true, 0);
+                    pipeline->release(std::move(c), true, release_stream);
             }
             catch (std::exception &e)
             {
@@ -221,20 +235,97 @@ void register_gpu(py::module_ &parent)
     m.def("runtime_version", [] { return probe().runtime_version; });
     m.def("device_name", &device_name, "device"_a = 0);
     m.def("device_total_memory", &device_total_memory, "device"_a = 0);
-    m.def("_stream_wait_stream", &stream_wait_stream, "consumer"_a, "producer"_a, "device"_a = 0);
-    m.def("_stream_synchronize", &stream_synchronize, "stream"_a, py::call_guard<py::gil_scoped_release>());
-    m.def("_device_synchronize", &device_synchronize, "device"_a = 0, py::call_guard<py::gil_scoped_release>());
-    m.def("_memcpy_async", &memcpy_async, "dst"_a, "src"_a, "size"_a, "stream"_a);
+    m.def("device_compute_capability", &device_compute_capability, "device"_a = 0,
+          "Compute capability as (major, minor) packed into major * 10 + minor (0 without a GPU)");
+    m.def(
+        "_present_but_unusable", [] { return probe().present_but_unusable; },
+        "Whether a GPU or driver is present but cannot be used (unavailable_reason says why)");
+    m.def(
+        "_stream_wait_stream", [](std::uintptr_t consumer, std::uintptr_t producer, int device, py::object emulator)
+        { stream_wait_stream(runtime_of(emulator), consumer, producer, device); }, "consumer"_a, "producer"_a,
+        "device"_a = 0, "emulator"_a = py::none());
+    m.def(
+        "_stream_synchronize",
+        [](std::uintptr_t stream, py::object emulator)
+        {
+            auto rt = runtime_of(emulator);
+            py::gil_scoped_release nogil;
+            rt->synchronize_stream(stream);
+        },
+        "stream"_a, "emulator"_a = py::none());
+    m.def(
+        "_device_synchronize",
+        [](int device, py::object emulator)
+        {
+            auto rt = runtime_of(emulator);
+            py::gil_scoped_release nogil;
+            rt->synchronize_device(device);
+        },
+        "device"_a = 0, "emulator"_a = py::none());
+    m.def(
+        "_memcpy_async",
+        [](std::uintptr_t dst, std::uintptr_t src, std::size_t size, std::uintptr_t stream, py::object emulator)
+        { runtime_of(emulator)->memcpy_async(dst, src, size, stream); }, "dst"_a, "src"_a, "size"_a, "stream"_a,
+        "emulator"_a = py::none());
     m.attr("KINDS") = py::make_tuple("host", "pinned", "mapped", "device");
 
-    py::class_<event>(m, "_Event", "A CUDA event (timing disabled)")
-        .def(py::init<int, bool>(), "device"_a = 0, "blocking_sync"_a = true)
+    py::class_<emulated_runtime, std::shared_ptr<emulated_runtime>>(m, "_Emulator",
+                                                                    "An emulated GPU (see spead2gpu.gpu.Emulator)")
+        .def(py::init(
+                 [](double latency, double bytes_per_second, int device_count)
+                 {
+                     if (!(latency >= 0))
+                         throw py::value_error("latency must be >= 0 seconds");
+                     if (!(bytes_per_second >= 0))
+                         throw py::value_error("bytes_per_second must be >= 0 (0: copies take no time)");
+                     if (device_count < 1)
+                         throw py::value_error("device_count must be >= 1");
+                     emulation_options o;
+                     o.latency = std::chrono::nanoseconds(std::int64_t(latency * 1e9));
+                     o.bytes_per_second = bytes_per_second;
+                     o.device_count = device_count;
+                     return std::make_shared<emulated_runtime>(o);
+                 }),
+             "latency"_a = 200e-6, "bytes_per_second"_a = 0.0, "device_count"_a = 1)
+        .def_property_readonly(
+            "latency", [](const emulated_runtime &e) { return e.get_options().latency.count() * 1e-9; },
+            "Seconds from queuing an operation to its earliest start")
+        .def_property_readonly(
+            "bytes_per_second", [](const emulated_runtime &e) { return e.get_options().bytes_per_second; },
+            "Speed of emulated copies (0: they take no time)")
+        .def_property_readonly(
+            "device_count", [](const emulated_runtime &e) { return e.get_options().device_count; },
+            "Number of emulated devices")
+        .def(
+            "busy",
+            [](emulated_runtime &e, std::uintptr_t stream, double seconds)
+            {
+                if (!(seconds >= 0))
+                    throw py::value_error("seconds must be >= 0");
+                e.enqueue_busy(stream, std::chrono::nanoseconds(std::int64_t(seconds * 1e9)));
+            },
+            "stream"_a, "seconds"_a)
+        .def("fail_next", &emulated_runtime::fail_next, "operation"_a, "count"_a = 1)
+        .def_property_readonly("operations_run", &emulated_runtime::operations_run,
+                               "Operations the emulated GPU has run so far (on every stream)")
+        .def("pending", &emulated_runtime::pending, "stream"_a = 0)
+        .def("synchronize", &emulated_runtime::synchronize_stream, "stream"_a = 0,
+             py::call_guard<py::gil_scoped_release>())
+        .def("synchronize_device", &emulated_runtime::synchronize_device, "device"_a = 0,
+             py::call_guard<py::gil_scoped_release>());
+
+    py::class_<event>(m, "_Event", "A CUDA (or emulated) event (timing disabled)")
+        .def(py::init([](int device, bool blocking_sync, py::object emulator)
+                      { return std::make_unique<event>(device, blocking_sync, runtime_of(emulator)); }),
+             "device"_a = 0, "blocking_sync"_a = true, "emulator"_a = py::none())
         .def("record", &event::record, "stream"_a)
         .def("synchronize", &event::synchronize, py::call_guard<py::gil_scoped_release>())
         .def("query", &event::query)
         .def("wait_on", &event::wait_on, "stream"_a);
-    py::class_<stream>(m, "_Stream", "A non-blocking CUDA stream owned by spead2gpu")
-        .def(py::init<int>(), "device"_a = 0)
+    py::class_<stream>(m, "_Stream", "A non-blocking CUDA (or emulated) stream owned by spead2gpu")
+        .def(py::init([](int device, py::object emulator)
+                      { return std::make_unique<stream>(device, runtime_of(emulator)); }),
+             "device"_a = 0, "emulator"_a = py::none())
         .def_property_readonly("handle", &stream::handle)
         .def_property_readonly("ptr", &stream::handle)
         .def("synchronize", &stream::synchronize, py::call_guard<py::gil_scoped_release>());
@@ -249,24 +340,28 @@ Host-addressable kinds export the buffer protocol (``numpy.frombuffer(buf, dtype
 ``__dlpack__`` / ``__dlpack_device__``. The contents start zeroed.
 )doc")
         .def(py::init(
-                 [](std::size_t nbytes, const std::string &kind, int device)
+                 [](std::size_t nbytes, const std::string &kind, int device, py::object emulator)
                  {
-                     auto [k, reason] = resolve_kind(kind, memory_kind::device);
+                     auto rt = runtime_of(emulator);
+                     auto [k, reason] = resolve_kind(kind, memory_kind::device, rt);
                      if (!reason.empty())
                          log_message(log_level::info,
                                      "spead2gpu.gpu.Buffer: kind 'auto' fell back to 'host': " + reason);
                      buffer_view v;
-                     v.mem = std::make_shared<buffer>(nbytes, k, device);
-                     v.mem->zero();
+                     v.mem = std::make_shared<buffer>(nbytes, k, device, rt);
+                     {
+                         py::gil_scoped_release nogil; // zeroing device memory waits for the GPU
+                         v.mem->zero();
+                     }
                      v.size = nbytes;
                      v.fallback_reason = reason;
                      return v;
                  }),
-             "nbytes"_a, "kind"_a = "auto", "device"_a = 0)
+             "nbytes"_a, "kind"_a = "auto", "device"_a = 0, "emulator"_a = py::none())
         .def_buffer(
             [](buffer_view &b) -> py::buffer_info
             {
-                if (!host_addressable(b.kind()))
+                if (!host_addressable(b.kind()) && !b.mem->emulated())
                     throw std::invalid_argument("memory kind 'device' is not host-addressable: use "
                                                 "__cuda_array_interface__ or __dlpack__");
                 return py::buffer_info(reinterpret_cast<void *>(b.host_address()), 1,
@@ -277,6 +372,9 @@ Host-addressable kinds export the buffer protocol (``numpy.frombuffer(buf, dtype
         .def("__len__", [](const buffer_view &b) { return b.size; })
         .def_property_readonly("kind", [](const buffer_view &b) { return kind_name(b.kind()); })
         .def_property_readonly("device", [](const buffer_view &b) { return b.mem->device(); })
+        .def_property_readonly(
+            "emulated", [](const buffer_view &b) { return b.mem->emulated(); },
+            "Whether the memory belongs to an emulated GPU (host memory, whatever its kind)")
         .def_property_readonly(
             "fallback_reason", [](const buffer_view &b)
             { return b.fallback_reason.empty() ? py::object(py::none()) : py::object(py::str(b.fallback_reason)); })
@@ -301,14 +399,9 @@ Host-addressable kinds export the buffer protocol (``numpy.frombuffer(buf, dtype
             {
                 if (!copy.is_none() && copy.cast<bool>())
                     throw py::buffer_error("spead2gpu.gpu.Buffer.__dlpack__ does not copy");
-                if (!dl_device.is_none())
-                {
-                    if (dl_device.cast<std::pair<int, int>>() != dlpack_device_of(b))
-                        throw py::buffer_error("spead2gpu.gpu.Buffer.__dlpack__: cannot export to another device");
-                }
                 // DLPack 1.x consumers (numpy >= 2.1, cupy, torch) pass max_version=(major, minor).
                 const bool versioned = !max_version.is_none() && max_version.cast<py::tuple>()[0].cast<int>() >= 1;
-                return dlpack(b, stream, versioned);
+                return dlpack(b, stream, versioned, dl_device);
             },
             py::kw_only(), "stream"_a = py::none(), "max_version"_a = py::none(), "dl_device"_a = py::none(),
             "copy"_a = py::none())
@@ -322,7 +415,10 @@ Host-addressable kinds export the buffer protocol (``numpy.frombuffer(buf, dtype
              [](buffer_view &b)
              {
                  if (b.offset == 0 && b.size == b.mem->size())
+                 {
+                     py::gil_scoped_release nogil;
                      b.mem->zero();
+                 }
                  else if (b.mem->host_ptr())
                      std::memset(b.mem->host_ptr() + b.offset, 0, b.size);
                  else
@@ -342,17 +438,24 @@ Heap payload allocator of a host-addressable kind (``host``, ``pinned``, ``mappe
 (recommended: one cudaHostAlloc per heap is slow).
 )doc")
         .def(py::init(
-                 [](const std::string &kind, int device)
+                 [](const std::string &kind, int device, std::size_t max_cached_bytes, py::object emulator)
                  {
-                     auto [k, reason] = resolve_kind(kind, memory_kind::pinned);
+                     auto rt = runtime_of(emulator);
+                     auto [k, reason] = resolve_kind(kind, memory_kind::pinned, rt);
                      if (!reason.empty())
                          log_message(log_level::info,
                                      "spead2gpu.gpu.MemoryAllocator: kind 'auto' fell back to 'host': " + reason);
-                     auto a = std::make_shared<py_gpu_allocator>(k, device);
+                     auto a = std::make_shared<py_gpu_allocator>(k, device, rt, max_cached_bytes);
                      a->fallback_reason = reason;
                      return a;
                  }),
-             "kind"_a = "auto", "device"_a = 0)
+             "kind"_a = "auto", "device"_a = 0, "max_cached_bytes"_a = gpu_memory_allocator::default_max_cached,
+             "emulator"_a = py::none())
+        .def_property_readonly("max_cached_bytes", &py_gpu_allocator::max_cached_bytes)
+        .def_property_readonly("cache_hits", &py_gpu_allocator::cache_hits,
+                               "Allocations served by reusing a freed buffer")
+        .def_property_readonly("cache_misses", &py_gpu_allocator::cache_misses,
+                               "Allocations that needed a new buffer (a cudaHostAlloc)")
         .def_property_readonly("kind", [](const py_gpu_allocator &a) { return kind_name(a.kind()); })
         .def_property_readonly("device", &py_gpu_allocator::device)
         .def_property_readonly(
@@ -365,6 +468,20 @@ Heap payload allocator of a host-addressable kind (``host``, ``pinned``, ``mappe
         .def_readonly("stream_id", &held_chunk::stream_id)
         .def_readonly("slot", &held_chunk::slot)
         .def_property_readonly("released", [](const held_chunk &h) { return !h.c; })
+        .def_readwrite("release_stream", &held_chunk::release_stream,
+                       "Stream a chunk dropped unreleased is released on (the one given to get())")
+        .def(
+            "synchronize_ready",
+            [](held_chunk &h)
+            {
+                h.check();
+                if (h.c->ready)
+                {
+                    py::gil_scoped_release nogil;
+                    h.c->ready->synchronize();
+                }
+            },
+            "Block until this chunk's copy is done ('device' only; for host readers of an emulated GPU)")
         .def(
             "order_before",
             [](held_chunk &h, std::uintptr_t stream)
@@ -392,19 +509,20 @@ Heap payload allocator of a host-addressable kind (``host``, ``pinned``, ``mappe
         m, "_ChunkPipeline", "Chunks of one memory kind and their copy/recycle machinery")
         .def(py::init(
                  [](const std::string &kind, int device, std::size_t data_size, std::size_t present_size,
-                    std::size_t extra_size, std::size_t n_chunks, std::size_t n_device_chunks, bool simulate)
+                    std::size_t extra_size, std::size_t n_chunks, std::size_t n_device_chunks, py::object emulator)
                  {
                      chunk_geometry g;
                      g.data_size = data_size;
                      g.present_size = present_size;
                      g.extra_size = extra_size;
+                     auto rt = runtime_of(emulator);
                      py::gil_scoped_release release;
                      return std::make_shared<chunk_pipeline>(parse_kind(kind), device, g, n_chunks, n_device_chunks,
-                                                             simulate);
+                                                             std::move(rt));
                  }),
              "kind"_a, "device"_a, "data_size"_a, "present_size"_a, "extra_size"_a, "n_chunks"_a, "n_device_chunks"_a,
-             "simulate"_a = false)
-        .def_property_readonly("simulated", &chunk_pipeline::simulated)
+             "emulator"_a = py::none())
+        .def_property_readonly("emulated", &chunk_pipeline::emulated)
         .def_property_readonly("kind", [](const chunk_pipeline &p) { return kind_name(p.kind()); })
         .def_property_readonly("device", &chunk_pipeline::device)
         .def_property_readonly("n_chunks", &chunk_pipeline::network_chunks)

@@ -97,17 +97,41 @@ void dlpack_versioned_capsule_destructor(PyObject *capsule)
     }
 }
 
+/**
+ * Where a consumer finds @a b's memory. Pinned and mapped memory is host
+ * memory the GPU can also reach (under unified virtual addressing, which
+ * every 64-bit CUDA platform has, its device address is its host address):
+ * kDLCUDAHost, which numpy accepts. An emulated GPU's memory is kDLCPU.
+ */
 DLDevice dlpack_device(const buffer_view &b)
 {
+    if (b.mem->emulated())
+        return {kDLCPU, 0};
     switch (b.kind())
     {
     case memory_kind::host:
         return {kDLCPU, 0};
     case memory_kind::pinned:
+    case memory_kind::mapped:
         return {kDLCUDAHost, 0};
     default:
         return {kDLCUDA, b.mem->device()};
     }
+}
+
+/// Whether @a b can be exported as @a want (a device other than dlpack_device(b) that names the same memory).
+bool exportable_as(const buffer_view &b, DLDevice want)
+{
+    DLDevice own = dlpack_device(b);
+    if (want.device_type == own.device_type && want.device_id == own.device_id)
+        return true;
+    if (!host_addressable(b.kind()) && !b.mem->emulated())
+        return false;
+    if (want.device_type == kDLCPU && want.device_id == 0)
+        return true; // any host-addressable memory can be read as plain host memory
+    // mapped memory as device memory, for CUDA consumers that do not take kDLCUDAHost
+    return b.kind() == memory_kind::mapped && !b.mem->emulated() && want.device_type == kDLCUDA &&
+        want.device_id == b.mem->device();
 }
 
 } // namespace
@@ -118,12 +142,12 @@ std::pair<int, int> dlpack_device_of(const buffer_view &b)
     return {d.device_type, d.device_id};
 }
 
-/// Make @a consumer wait for the work queued so far on @a producer (no host sync).
-void stream_wait_stream(std::uintptr_t consumer, std::uintptr_t producer, int device)
+void stream_wait_stream(const std::shared_ptr<runtime> &rt, std::uintptr_t consumer, std::uintptr_t producer,
+                        int device)
 {
     if (consumer == producer)
         return;
-    event ev(device, false);
+    event ev(device, false, rt);
     ev.record(producer);
     ev.wait_on(consumer);
 }
@@ -135,25 +159,35 @@ static std::uintptr_t stream_handle(const py::object &s)
     return s.cast<std::uintptr_t>();
 }
 
-py::object dlpack(buffer_view &b, py::object stream, bool versioned)
+py::object dlpack(buffer_view &b, py::object stream, bool versioned, py::object dl_device)
 {
     if (!stream.is_none() && stream.cast<std::intptr_t>() == 0)
         throw py::value_error("__dlpack__: stream=0 is not allowed by DLPack (it is ambiguous); pass None or 1 for "
                               "the legacy default stream, 2 for the per-thread default stream, or a stream handle");
-    if (!b.stream.is_none() && gpu_addressable(b.kind()))
+    DLDevice device = dlpack_device(b);
+    if (!dl_device.is_none())
+    {
+        auto want = dl_device.cast<std::pair<int, int>>();
+        DLDevice w{want.first, want.second};
+        if (!exportable_as(b, w))
+            throw py::buffer_error("spead2gpu.gpu.Buffer.__dlpack__: memory kind '" + std::string(kind_name(b.kind())) +
+                                   "' cannot be exported to DLPack device (" + std::to_string(want.first) + ", " +
+                                   std::to_string(want.second) + ") without a copy");
+        device = w;
+    }
+    if (!b.stream.is_none() && device.device_type == kDLCUDA && !b.mem->emulated())
     {
         // DLPack: None means the legacy default stream, -1 means "no synchronisation".
         std::intptr_t consumer = stream.is_none() ? 1 : stream.cast<std::intptr_t>();
         if (consumer != -1)
-            stream_wait_stream(std::uintptr_t(consumer), stream_handle(b.stream), b.mem->device());
+            stream_wait_stream(b.mem->rt(), std::uintptr_t(consumer), stream_handle(b.stream), b.mem->device());
     }
     auto *ctx = new dlpack_context();
     ctx->keepalive = b.mem;
     ctx->shape[0] = std::int64_t(b.size);
     DLTensor &t = versioned ? ctx->versioned.dl_tensor : ctx->legacy.dl_tensor;
-    t.device = dlpack_device(b);
-    t.data = reinterpret_cast<void *>(
-        b.kind() == memory_kind::host || b.kind() == memory_kind::pinned ? b.host_address() : b.device_address());
+    t.device = device;
+    t.data = reinterpret_cast<void *>(device.device_type == kDLCUDA ? b.device_address() : b.host_address());
     t.ndim = 1;
     t.dtype = DLDataType{kDLUInt, 8, 1};
     t.shape = ctx->shape;
@@ -184,6 +218,9 @@ py::object dlpack(buffer_view &b, py::object stream, bool versioned)
 
 py::dict cuda_array_interface(const buffer_view &b)
 {
+    if (b.mem->emulated())
+        throw py::attribute_error("__cuda_array_interface__: the memory belongs to an emulated GPU (it is host "
+                                  "memory: use the buffer protocol or __dlpack__)");
     if (!gpu_addressable(b.kind()))
         throw py::attribute_error(std::string("__cuda_array_interface__: memory kind '") + kind_name(b.kind()) +
                                   "' is not addressable by GPU kernels (use 'mapped' or 'device')");

@@ -34,8 +34,9 @@ struct buffer_view
     std::uintptr_t device_address() const { return mem->device_ptr() ? mem->device_ptr() + offset : 0; }
 };
 
-/// Make @a consumer wait for the work queued so far on @a producer (no host sync).
-void stream_wait_stream(std::uintptr_t consumer, std::uintptr_t producer, int device);
+/// Make @a consumer wait for the work queued so far on @a producer (no host sync), streams of @a rt.
+void stream_wait_stream(const std::shared_ptr<runtime> &rt, std::uintptr_t consumer, std::uintptr_t producer,
+                        int device);
 /// (DLPack device type, device id) of @a b: where a consumer finds the memory.
 std::pair<int, int> dlpack_device_of(const buffer_view &b);
 /**
@@ -43,8 +44,11 @@ std::pair<int, int> dlpack_device_of(const buffer_view &b);
  * protocol): "dltensor_versioned" (DLPack 1.0, writable) if @a versioned,
  * i.e. the consumer passed max_version >= (1, 0), else the legacy
  * "dltensor". stream=0 is refused (DLPack forbids it as ambiguous).
+ * @a dl_device (None or a (type, id) pair) asks for another device that
+ * names the same memory: kDLCPU for any host-addressable kind, kDLCUDA for
+ * mapped; anything else raises BufferError (no copies are made).
  */
-py::object dlpack(buffer_view &b, py::object stream, bool versioned);
+py::object dlpack(buffer_view &b, py::object stream, bool versioned, py::object dl_device);
 /// The __cuda_array_interface__ dict of @a b (a flat uint8 array).
 py::dict cuda_array_interface(const buffer_view &b);
 

@@ -6,7 +6,7 @@
  * the pointers are suitably aligned, the scalar ones otherwise.
  */
 #include "gpu/kernels.h"
-#include "gpu/memory.h"
+#include "gpu/kind.h"
 #include <algorithm>
 #include <cuda_runtime.h>
 #include <string>
@@ -164,6 +164,28 @@ inline bool aligned(std::uintptr_t p, std::uintptr_t a)
 }
 
 } // namespace
+
+bool kernels_loadable(int device, std::string &why)
+{
+    int previous = -1;
+    cudaGetDevice(&previous);
+    cudaSetDevice(device);
+    cudaFuncAttributes attr;
+    cudaError_t err = cudaFuncGetAttributes(&attr, zero_missing_kernel);
+    if (previous >= 0 && previous != device)
+        cudaSetDevice(previous);
+    if (err == cudaSuccess)
+        return true;
+    cudaGetLastError();
+    int major = 0, minor = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+    cudaGetLastError();
+    why = "spead2gpu's kernels have no image for CUDA device " + std::to_string(device) + " (compute capability " +
+        std::to_string(major) + "." + std::to_string(minor) + "): " + error_text(err) +
+        "; rebuild with -DCMAKE_CUDA_ARCHITECTURES including " + std::to_string(major * 10 + minor);
+    return false;
+}
 
 void launch_zero_missing(std::uintptr_t data, std::uintptr_t present, std::size_t n_heaps, std::size_t heap_bytes,
                          std::size_t present_stride, std::uintptr_t stream)

@@ -17,9 +17,18 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace spead2gpu::gpu
 {
+
+/**
+ * Whether the kernels have an image CUDA device @a device can run (SASS for
+ * its architecture, or PTX its driver can compile); if not, @a why says so.
+ * Called by the probe, so that an unsupported GPU is named at once rather
+ * than at the first launch. Always true without CUDA.
+ */
+bool kernels_loadable(int device, std::string &why);
 
 /// data: n_heaps × heap_bytes; heap i is zeroed when present[i * present_stride] == 0.
 void launch_zero_missing(std::uintptr_t data, std::uintptr_t present, std::size_t n_heaps, std::size_t heap_bytes,

@@ -4,7 +4,8 @@
  * (the Python layer uses the numpy reference implementations instead).
  */
 #include "gpu/kernels.h"
-#include "gpu/memory.h"
+#include "gpu/kind.h"
+#include "gpu/runtime.h"
 
 #ifndef SPEAD2GPU_HAVE_CUDA
 namespace spead2gpu::gpu
@@ -13,6 +14,11 @@ namespace spead2gpu::gpu
 [[noreturn]] static void no_kernels(const char *name)
 {
     throw gpu_unavailable(std::string(name) + " needs a usable GPU: " + probe().reason);
+}
+
+bool kernels_loadable(int, std::string &)
+{
+    return true;
 }
 
 void launch_zero_missing(std::uintptr_t, std::uintptr_t, std::size_t, std::size_t, std::size_t, std::uintptr_t)

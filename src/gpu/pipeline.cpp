@@ -10,8 +10,9 @@ namespace spead2gpu::gpu
 // event_recycler
 // ---------------------------------------------------------------------------
 
-event_recycler::event_recycler(int device, action done, std::atomic<std::uint64_t> &pending_waits)
-    : done(std::move(done)), pending_waits(pending_waits), device(device)
+event_recycler::event_recycler(std::shared_ptr<runtime> rt, int device, action done, failure failed,
+                               std::atomic<std::uint64_t> &pending_waits)
+    : done(std::move(done)), failed(std::move(failed)), pending_waits(pending_waits), rt(std::move(rt)), device(device)
 {
     thread = std::thread([this] { run(); });
 }
@@ -23,11 +24,9 @@ event_recycler::~event_recycler()
 
 void event_recycler::run()
 {
-    std::unique_ptr<device_guard> guard;
     try
     {
-        if (device >= 0) // negative: no CUDA (simulated pipeline)
-            guard = std::make_unique<device_guard>(device);
+        rt->bind_thread(device);
     }
     catch (std::exception &e)
     {
@@ -55,9 +54,10 @@ void event_recycler::run()
         catch (std::exception &ex)
         {
             // The chunk may still be in use by the GPU: never recycle it, and
-            // keep its memory (leaked) rather than free memory in flight.
-            log_warning(std::string("spead2gpu: waiting for a chunk's event failed, chunk retired: ") + ex.what());
+            // keep its memory (leaked) rather than free memory in flight. The
+            // pool is now a chunk short for good: fail loudly, not by hanging.
             e.chunk.release();
+            failed(std::string("waiting for a chunk's event failed (the chunk is retired): ") + ex.what());
             continue;
         }
         done(std::move(e.chunk));
@@ -74,8 +74,19 @@ void event_recycler::push(pipeline_chunk_ptr &&c, event *ev)
     catch (ringbuffer_stopped &)
     {
         // Shutting down: wait here instead.
-        if (ev)
-            ev->synchronize();
+        try
+        {
+            if (ev)
+                ev->synchronize();
+        }
+        catch (std::exception &ex)
+        {
+            log_warning(std::string("spead2gpu: waiting for a released chunk's event failed at shutdown, "
+                                    "chunk retired: ") +
+                        ex.what());
+            e.chunk.release(); // leaked on purpose: the GPU may still use it
+            return;
+        }
         e.chunk.reset();
     }
 }
@@ -96,10 +107,12 @@ std::unique_ptr<pipeline_chunk> chunk_pipeline::make_chunk(std::size_t slot, mem
     auto c = std::make_unique<pipeline_chunk>();
     c->slot = slot;
     c->staging = staging;
-    c->memory = std::make_shared<buffer>(geom.total(), kind, device_);
-    c->memory->zero();
+    c->memory = std::make_shared<buffer>(geom.total(), kind, device_, rt);
+    // Device chunks are not zeroed: each is handed out only after a copy of a whole staging chunk into it.
+    if (host_addressable(kind))
+        c->memory->zero();
     std::uint8_t *base = c->memory->host_ptr();
-    if (!base) // device memory: the pointers are device addresses, never dereferenced on the host
+    if (kind == memory_kind::device) // device addresses, dereferenced on the host only by the emulation
         base = reinterpret_cast<std::uint8_t *>(c->memory->device_ptr());
     c->data = base + geom.data_offset();
     c->data_size = geom.data_size;
@@ -110,20 +123,20 @@ std::unique_ptr<pipeline_chunk> chunk_pipeline::make_chunk(std::size_t slot, mem
         c->extra = base + geom.extra_offset();
         c->extra_size = geom.extra_size;
     }
-    if (kind_ != memory_kind::host && !simulate_)
+    if (kind_ != memory_kind::host)
     {
         if (kind_ == memory_kind::device)
-            c->ready = std::make_unique<event>(device_, true);
+            c->ready = std::make_unique<event>(device_, true, rt);
         if (!staging)
-            c->released = std::make_unique<event>(device_, true);
+            c->released = std::make_unique<event>(device_, true, rt);
     }
     return c;
 }
 
 chunk_pipeline::chunk_pipeline(memory_kind kind, int device, const chunk_geometry &geom_, std::size_t n_chunks,
-                               std::size_t n_device_chunks, bool simulate)
-    : kind_(kind), device_(device), simulate_(simulate && kind == memory_kind::device), geom(geom_),
-      n_network(n_chunks), n_device(kind == memory_kind::device ? n_device_chunks : 0)
+                               std::size_t n_device_chunks, std::shared_ptr<runtime> rt_)
+    : kind_(kind), device_(device), rt(std::move(rt_)), geom(geom_), n_network(n_chunks),
+      n_device(kind == memory_kind::device ? n_device_chunks : 0)
 {
     if (n_chunks == 0)
         throw std::invalid_argument("a chunk pipeline needs at least one chunk");
@@ -131,14 +144,16 @@ chunk_pipeline::chunk_pipeline(memory_kind kind, int device, const chunk_geometr
         throw std::invalid_argument("the 'device' kind needs at least one device chunk");
     if (geom.data_size == 0)
         throw std::invalid_argument("chunk data size must be positive");
-    if (needs_gpu(kind) && !simulate_)
-        require_gpu((std::string("memory kind '") + kind_name(kind) + "'").c_str(), device);
+    if (needs_gpu(kind))
+    {
+        if (!rt)
+            throw std::invalid_argument("a GPU memory kind needs a runtime");
+        rt->require((std::string("memory kind '") + kind_name(kind) + "'").c_str(), device);
+    }
 
     net_data = std::make_shared<recv::chunk_ringbuffer>(n_chunks);
     net_free = std::make_shared<recv::chunk_ringbuffer>(n_chunks);
-    const memory_kind network_kind = simulate_ ? memory_kind::host
-        : kind == memory_kind::device          ? memory_kind::pinned
-                                               : kind;
+    const memory_kind network_kind = kind == memory_kind::device ? memory_kind::pinned : kind;
     for (std::size_t i = 0; i < n_chunks; i++)
     {
         auto c = make_chunk(i, network_kind, kind == memory_kind::device);
@@ -152,18 +167,17 @@ chunk_pipeline::chunk_pipeline(memory_kind kind, int device, const chunk_geometr
         output = std::make_shared<recv::chunk_ringbuffer>(n_device);
         for (std::size_t i = 0; i < n_device; i++)
         {
-            auto c = make_chunk(i, simulate_ ? memory_kind::host : memory_kind::device, false);
+            auto c = make_chunk(i, memory_kind::device, false);
             consumer_memory.push_back(c->memory);
             dev_free->try_push(std::move(c));
         }
-        if (!simulate_)
-            copy_stream = std::make_unique<stream>(device_);
+        copy_stream = std::make_unique<stream>(device_, rt);
         staging_recycler = std::make_unique<event_recycler>(
-            simulate_ ? -1 : device_, [this](pipeline_chunk_ptr &&c) { recycle_network(std::move(c)); },
-            counters.staging_event_waits);
+            rt, device_, [this](pipeline_chunk_ptr &&c) { recycle_network(std::move(c)); },
+            [this](const std::string &msg) { fail(msg); }, counters.staging_event_waits);
         release_recycler = std::make_unique<event_recycler>(
-            simulate_ ? -1 : device_, [this](pipeline_chunk_ptr &&c) { recycle_device(std::move(c)); },
-            counters.release_event_waits);
+            rt, device_, [this](pipeline_chunk_ptr &&c) { recycle_device(std::move(c)); },
+            [this](const std::string &msg) { fail(msg); }, counters.release_event_waits);
         output->add_producer();
         copy_thread = std::thread([this] { copy_loop(); });
     }
@@ -172,8 +186,8 @@ chunk_pipeline::chunk_pipeline(memory_kind kind, int device, const chunk_geometr
         output = net_data;
         if (kind != memory_kind::host)
             release_recycler = std::make_unique<event_recycler>(
-                device_, [this](pipeline_chunk_ptr &&c) { recycle_network(std::move(c)); },
-                counters.release_event_waits);
+                rt, device_, [this](pipeline_chunk_ptr &&c) { recycle_network(std::move(c)); },
+                [this](const std::string &msg) { fail(msg); }, counters.release_event_waits);
     }
 }
 
@@ -192,6 +206,16 @@ void chunk_pipeline::set_error(const std::string &msg)
     log_message(log_level::error, "spead2gpu: copy pipeline stopped: " + msg);
 }
 
+void chunk_pipeline::fail(const std::string &msg)
+{
+    set_error(msg);
+    output->stop();
+    net_data->stop();
+    net_free->stop(); // the stream sees a stopped free ring rather than waiting for ever
+    if (dev_free)
+        dev_free->stop();
+}
+
 std::string chunk_pipeline::error()
 {
     std::lock_guard<std::mutex> lock(error_mutex);
@@ -203,12 +227,12 @@ std::string chunk_pipeline::error()
  * reused on an error path: log @a why and wait for the whole device. Never
  * throws (if even this fails, nothing better can be done).
  */
-static void synchronize_device_after(const char *why, const std::exception &e, int device) noexcept
+static void synchronize_device_after(runtime &rt, const char *why, const std::exception &e, int device) noexcept
 {
     log_warning(std::string("spead2gpu: ") + why + " (" + e.what() + "); synchronising the device");
     try
     {
-        device_synchronize(device);
+        rt.synchronize_device(device);
     }
     catch (std::exception &)
     {
@@ -220,15 +244,15 @@ static void synchronize_device_after(const char *why, const std::exception &e, i
  * device if the stream cannot be waited on); used before memory that a
  * queued copy uses is freed on an error path. Never throws.
  */
-static void wait_for_copies(std::uintptr_t cs, int device) noexcept
+static void wait_for_copies(runtime &rt, std::uintptr_t cs, int device) noexcept
 {
     try
     {
-        stream_synchronize(cs);
+        rt.synchronize_stream(cs);
     }
     catch (std::exception &e)
     {
-        synchronize_device_after("waiting for the copy stream failed", e, device);
+        synchronize_device_after(rt, "waiting for the copy stream failed", e, device);
     }
 }
 
@@ -236,10 +260,8 @@ void chunk_pipeline::copy_loop()
 {
     try
     {
-        std::unique_ptr<device_guard> guard;
-        if (!simulate_)
-            guard = std::make_unique<device_guard>(device_);
-        const std::uintptr_t cs = copy_stream ? copy_stream->handle() : 0;
+        rt->bind_thread(device_);
+        const std::uintptr_t cs = copy_stream->handle();
         while (true)
         {
             pipeline_chunk_ptr s;
@@ -275,24 +297,19 @@ void chunk_pipeline::copy_loop()
             dc->chunk_id = sc->chunk_id;
             dc->stream_id = sc->stream_id;
             // One copy of the whole allocation: data, present and extra.
-            if (simulate_)
-                std::memcpy(dc->memory->host_ptr(), sc->memory->host_ptr(), geom.total());
-            else
-            {
-                memcpy_async(dc->memory->device_ptr(), reinterpret_cast<std::uintptr_t>(sc->memory->host_ptr()),
+            rt->memcpy_async(dc->memory->device_ptr(), reinterpret_cast<std::uintptr_t>(sc->memory->host_ptr()),
                              geom.total(), cs);
-                // From here the DMA may read s and write d: if recording the events fails,
-                // wait for the copy before the exception frees them.
-                try
-                {
-                    dc->ready->record(cs);
-                    sc->ready->record(cs);
-                }
-                catch (...)
-                {
-                    wait_for_copies(cs, device_);
-                    throw;
-                }
+            // From here the DMA may read s and write d: if recording the events fails,
+            // wait for the copy before the exception frees them.
+            try
+            {
+                dc->ready->record(cs);
+                sc->ready->record(cs);
+            }
+            catch (...)
+            {
+                wait_for_copies(*rt, cs, device_);
+                throw;
             }
             counters.chunks_copied++;
             counters.bytes_copied += geom.total();
@@ -304,17 +321,14 @@ void chunk_pipeline::copy_loop()
             }
             catch (ringbuffer_stopped &)
             {
-                if (dc->ready)
-                    dc->ready->synchronize(); // never free memory with a copy in flight
+                wait_for_copies(*rt, cs, device_); // never free memory with a copy in flight
                 break;
             }
         }
     }
     catch (std::exception &e)
     {
-        set_error(e.what());
-        output->stop();
-        net_free->stop(); // the stream sees a stopped free ring rather than waiting for ever
+        fail(std::string("the copy thread stopped: ") + e.what());
         return;
     }
     output->remove_producer();
@@ -388,7 +402,7 @@ void chunk_pipeline::release(std::unique_ptr<pipeline_chunk> &&c, bool use_strea
         catch (std::exception &e)
         {
             // Cannot order the recycle after the consumer: wait for the whole device instead.
-            synchronize_device_after("recording the release event failed", e, device_);
+            synchronize_device_after(*rt, "recording the release event failed", e, device_);
         }
     }
     pipeline_chunk_ptr p(c.release());

@@ -1,5 +1,5 @@
 /**
- * @file gpu_pipeline.h
+ * @file pipeline.h
  * The chunk pipeline behind the GPU chunk stream: a pool of chunks of one
  * memory kind feeding a chunk stream (or group) through its free ring and
  * data ring, the staged host-to-device copy for the `device` kind, and
@@ -19,6 +19,17 @@
  *
  * Nothing here takes the GIL. The copy thread never synchronises with the
  * GPU; only the recycler threads wait, each on one event at a time.
+ *
+ * All GPU work goes through a @ref runtime: CUDA, or the emulated GPU
+ * (emulated_runtime.h) on which the same code runs without a GPU, with
+ * events that really complete late.
+ *
+ * Failure (the pipeline's error state): if the copy thread or a recycler
+ * cannot use the GPU (a failed copy, event record, query or wait), the
+ * chunk concerned is retired — never reused or freed, since the GPU may
+ * still touch it — the error is kept (error()), and every ring is stopped:
+ * the stream stops, and the consumer's get() raises instead of waiting for
+ * chunks that will never come back.
  */
 #pragma once
 
@@ -58,9 +69,9 @@ struct chunk_geometry
 class pipeline_chunk : public recv::chunk
 {
 public:
-    std::size_t slot = 0;
-    bool staging = false;
-    std::shared_ptr<buffer> memory;
+    std::size_t slot = 0; ///< index among the chunks of its kind (consumer views are cached per slot)
+    bool staging = false; ///< a pinned staging chunk of the `device` kind (never seen by the consumer)
+    std::shared_ptr<buffer> memory; ///< its one allocation (shared with Python views of it)
     std::unique_ptr<event> ready; ///< device/staging: recorded after the H2D copy
     std::unique_ptr<event> released; ///< recorded on the consumer's stream at release
 };
@@ -88,6 +99,8 @@ class event_recycler
 {
 public:
     using action = std::function<void(pipeline_chunk_ptr &&)>;
+    /// Called (on the recycler thread) when an event cannot be waited for.
+    using failure = std::function<void(const std::string &)>;
 
 private:
     struct entry
@@ -97,13 +110,16 @@ private:
     };
     ringbuffer<entry> queue{0};
     action done;
+    failure failed;
     std::atomic<std::uint64_t> &pending_waits;
+    std::shared_ptr<runtime> rt;
     int device;
     std::thread thread;
     void run();
 
 public:
-    event_recycler(int device, action done, std::atomic<std::uint64_t> &pending_waits);
+    event_recycler(std::shared_ptr<runtime> rt, int device, action done, failure failed,
+                   std::atomic<std::uint64_t> &pending_waits);
     ~event_recycler();
     void push(pipeline_chunk_ptr &&c, event *ev);
     /// Finish the queued entries (waiting for their events) and end the thread.
@@ -119,7 +135,7 @@ class chunk_pipeline : public std::enable_shared_from_this<chunk_pipeline>
 {
     memory_kind kind_;
     int device_;
-    bool simulate_; ///< `device` pipeline in host memory with synchronous memcpy (CPU tests)
+    std::shared_ptr<runtime> rt; ///< CUDA or the emulated GPU (unused for `host`)
     chunk_geometry geom;
     std::size_t n_network, n_device;
     std::shared_ptr<recv::chunk_ringbuffer> net_data, net_free; ///< rings of the chunk stream
@@ -139,18 +155,20 @@ class chunk_pipeline : public std::enable_shared_from_this<chunk_pipeline>
     void recycle_network(pipeline_chunk_ptr &&c);
     void recycle_device(pipeline_chunk_ptr &&c);
     void set_error(const std::string &msg);
+    /// Enter the error state (see the file comment): keep @a msg, stop every ring.
+    void fail(const std::string &msg);
 
 public:
     /**
      * @param n_chunks  network chunks (staging chunks for `device`)
      * @param n_device_chunks  device chunks (`device` only)
-     * @param simulate  with `device`: run the whole staged pipeline (copy thread,
-     *                  recyclers, rings) in host memory with std::memcpy and no
-     *                  events, so that its logic is tested without a GPU
+     * @param rt  the GPU: CUDA (the default) or an emulated_runtime
      */
     chunk_pipeline(memory_kind kind, int device, const chunk_geometry &geom, std::size_t n_chunks,
-                   std::size_t n_device_chunks, bool simulate = false);
-    bool simulated() const { return simulate_; }
+                   std::size_t n_device_chunks, std::shared_ptr<runtime> rt = cuda_runtime());
+    /// Whether the pipeline runs on an emulated GPU.
+    bool emulated() const { return rt && rt->emulated(); }
+    const std::shared_ptr<runtime> &get_runtime() const { return rt; }
     ~chunk_pipeline();
 
     memory_kind kind() const { return kind_; }

@@ -19,6 +19,11 @@ Memory kinds (chosen by a word)
 A GPU kind without a usable GPU raises :class:`GpuUnavailableError` naming the
 cause (:func:`unavailable_reason`).
 
+Without a GPU, an :class:`Emulator` stands in for one (``emulator=`` on chunk
+streams, groups, buffers and allocators): the same pipeline runs on host
+memory with streams as worker threads and events that complete late, so code
+that consumes GPU chunks can be tested on CPU-only machines.
+
 Typical use::
 
     layout = spead2gpu.recv.ChunkLayout(heap_size=..., timestamp_id=..., ...)
@@ -41,6 +46,7 @@ fallback in :mod:`.reference`); this package only re-exports them.
 from .._spead2 import gpu as _gpu  # noqa: F401 (the compiled module, used by tests and benchmarks)
 from . import reference
 from ._cuda import _cupy_available, current_stream  # noqa: F401 (_cupy_available: used by the demo)
+from ._emulator import EmulatedStream, Emulator
 from ._kernels import unpack_cint8, unpack_int4, unpack_int8, unpack_int10, zero_missing
 from ._memory import (
     KINDS,
@@ -63,6 +69,8 @@ __all__ = [
     "ChunkStream",
     "ChunkStreamGroup",
     "CudaError",
+    "EmulatedStream",
+    "Emulator",
     "GpuUnavailableError",
     "MemoryAllocator",
     "available",

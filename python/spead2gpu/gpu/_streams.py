@@ -19,7 +19,8 @@ import numpy as np
 from .. import Empty, Stopped
 from .._spead2 import gpu as _gpu
 from ._cuda import _cupy_available, _cupy_view, _import_cupy, current_stream
-from ._memory import resolve_kind
+from ._emulator import _impl_of
+from ._memory import KINDS, resolve_kind
 
 _logger = logging.getLogger("spead2gpu")
 
@@ -79,16 +80,19 @@ class Chunk:
     with ``__cuda_array_interface__``/``__dlpack__``). The arrays are views
     of memory that is reused once the chunk is released: release the chunk
     (``with chunk:`` or :meth:`release`) after the last GPU work that reads it
-    has been *queued* — the chunk is recycled only when that work completes.
+    has been *queued* — the chunk is recycled only when that work completes —
+    or with :meth:`release_now` if only the CPU used it. A chunk dropped
+    without a release is released on the stream given to ``get()``.
     """
 
     __module__ = "spead2gpu.gpu"  # public as spead2gpu.gpu.Chunk
 
-    __slots__ = ("_held", "chunk_id", "stream_id", "data", "present", "extra", "buffers", "kind",
-                 "__weakref__")
+    __slots__ = ("_held", "_to_handle", "chunk_id", "stream_id", "data", "present", "extra",
+                 "buffers", "kind", "__weakref__")
 
-    def __init__(self, held, views, kind):
+    def __init__(self, held, views, kind, to_handle):
         self._held = held
+        self._to_handle = to_handle
         self.chunk_id = held.chunk_id
         self.stream_id = held.stream_id
         self.data, self.present, self.extra, self.buffers = views
@@ -105,12 +109,13 @@ class Chunk:
         on another stream. A no-op except for ``device``.
         """
         if self.kind == "device":
-            self._held.order_before(current_stream(stream))
+            self._held.order_before(self._to_handle(stream))
 
     def release(self, stream=None) -> None:
         """Give the chunk back once the work queued so far on *stream* is done.
 
-        An event is recorded on *stream* (default: the current stream, see
+        An event is recorded on *stream* (default: the stream given to
+        ``get()``, which defaulted to the current stream, see
         :func:`current_stream`); a recycler thread returns the chunk to the
         free pool when it completes. Never blocks. Idempotent. For ``host``
         the chunk is recycled at once.
@@ -120,7 +125,19 @@ class Chunk:
         if self.kind == "host":
             self._held.release(False, 0)
         else:
-            self._held.release(True, current_stream(stream))
+            handle = self._held.release_stream if stream is None else self._to_handle(stream)
+            self._held.release(True, handle)
+
+    def release_now(self) -> None:
+        """Give the chunk back at once, with no event: for chunks no GPU work uses.
+
+        Use it when the chunk was read by the CPU only, or after synchronising
+        with every stream that used it. Recycling then waits for nothing (an
+        event on a busy stream would hold the chunk back until unrelated work
+        finished). Idempotent.
+        """
+        if not self._held.released:
+            self._held.release(False, 0)
 
     def __enter__(self):
         return self
@@ -140,9 +157,9 @@ class _Consumer:
     def _setup_consumer(self, pipeline, regions, kind, array_module, fallback_reason):
         if array_module not in ("auto", "numpy", "cupy", "buffer"):
             raise ValueError("array_module must be 'auto', 'numpy', 'cupy' or 'buffer'")
-        simulated = pipeline.simulated
+        emulated = pipeline.emulated
         if array_module == "auto":
-            if simulated:
+            if emulated:
                 array_module = "numpy"
             elif kind in ("device", "mapped") and _cupy_available():
                 array_module = "cupy"
@@ -152,10 +169,12 @@ class _Consumer:
                              "gpu.Buffer objects (use __cuda_array_interface__ or __dlpack__)")
             else:
                 array_module = "numpy"
-        if array_module == "numpy" and kind == "device" and not simulated:
+        if array_module == "numpy" and kind == "device" and not emulated:
             raise ValueError("device memory cannot be viewed as numpy arrays")
         if array_module == "cupy" and kind not in ("device", "mapped"):
             raise ValueError("cupy arrays need 'device' or 'mapped' memory")
+        if array_module == "cupy" and emulated:
+            raise ValueError("an emulated GPU's chunks are host memory: use array_module='numpy'")
         if array_module == "cupy":
             _import_cupy()
         self._pipeline = pipeline
@@ -163,6 +182,8 @@ class _Consumer:
         self.kind = kind
         self.array_module = array_module
         self.fallback_reason = fallback_reason
+        self.emulated = emulated
+        self._to_handle = _emulated_handle if emulated else current_stream
         self._views = [None] * pipeline.consumer_slots
         if fallback_reason:
             _logger.info("spead2gpu.gpu: memory kind 'auto' fell back to 'host': %s", fallback_reason)
@@ -188,12 +209,17 @@ class _Consumer:
 
     def _wrap(self, held, stream):
         views = self._views[held.slot] or self._make_views(held.slot)
-        if self.kind == "device" and not self._pipeline.simulated:
-            handle = current_stream(stream)
-            held.order_before(handle)
-            for buf in (views[3].data, views[3].present, views[3].extra):
-                buf.stream = handle
-        return Chunk(held, views, self.kind)
+        if self.kind != "host":
+            handle = self._to_handle(stream)
+            held.release_stream = handle
+            if self.kind == "device":
+                held.order_before(handle)
+                if self.emulated:
+                    held.synchronize_ready()  # the consumer reads it with numpy, on the host
+                else:
+                    for buf in (views[3].data, views[3].present, views[3].extra):
+                        buf.stream = handle
+        return Chunk(held, views, self.kind, self._to_handle)
 
     @property
     def pipeline(self):
@@ -257,13 +283,18 @@ class _Consumer:
             raise StopAsyncIteration from None
 
 
-def _resolve_for_stream(kind, simulate_device):
-    if simulate_device:
-        # Testing aid: the staged `device` pipeline (copy thread, recyclers,
-        # rings) run entirely in host memory with memcpy, without a GPU.
-        if kind != "device":
-            raise ValueError("_simulate_device needs kind='device'")
-        return "device", None
+def _emulated_handle(stream) -> int:
+    """Stream handle on an emulated GPU: None is its default stream."""
+    return 0 if stream is None else current_stream(stream)
+
+
+def _resolve_for_stream(kind, emulator):
+    if emulator is not None:
+        if kind == "auto":
+            return "device", None
+        if kind not in KINDS:
+            raise ValueError(f"unknown memory kind {kind!r} (expected one of {KINDS + ('auto',)})")
+        return kind, None
     return resolve_kind(kind)
 
 
@@ -304,6 +335,9 @@ class ChunkStream(_Consumer, _gpu._ChunkStream):
     array_module
         ``auto`` (cupy for device/mapped when importable, else numpy / raw buffers),
         ``numpy``, ``cupy`` or ``buffer``.
+    emulator
+        A :class:`spead2gpu.gpu.Emulator` to run on an emulated GPU instead
+        of CUDA (``auto`` is then ``device``, and chunks are numpy arrays).
     """
 
     __module__ = "spead2gpu.gpu"  # public as spead2gpu.gpu.ChunkStream
@@ -311,21 +345,21 @@ class ChunkStream(_Consumer, _gpu._ChunkStream):
     def __init__(self, thread_pool, config=None, chunk_stream_config=None, *, kind="auto",
                  data_shape=None, data_dtype=np.uint8, present_shape=None, extra_shape=None,
                  extra_dtype=np.uint8, n_chunks=None, n_device_chunks=None, device=0,
-                 array_module="auto", _simulate_device=False):
+                 array_module="auto", emulator=None):
         from .. import recv  # noqa: PLC0415
 
         if chunk_stream_config is None:
             raise TypeError("chunk_stream_config is required")
         if config is None:
             config = recv.StreamConfig()
-        kind, reason = _resolve_for_stream(kind, _simulate_device)
+        kind, reason = _resolve_for_stream(kind, emulator)
         regions = _geometry(_layout_of(chunk_stream_config), data_shape, data_dtype, present_shape,
                             extra_shape, extra_dtype)
         n_chunks, n_device_chunks = _defaults(kind, chunk_stream_config.max_chunks, n_chunks,
                                               n_device_chunks)
         pipeline = _gpu._ChunkPipeline(kind, device, regions[0].nbytes, regions[1].nbytes,
                                        regions[2].nbytes, n_chunks, n_device_chunks,
-                                       _simulate_device)
+                                       _impl_of(emulator))
         super().__init__(thread_pool, config, chunk_stream_config, pipeline)
         self._setup_consumer(pipeline, regions, kind, array_module, reason)
 
@@ -349,17 +383,17 @@ class ChunkStreamGroup(_Consumer, _gpu._ChunkStreamGroup):
     def __init__(self, config=None, *, layout=None, kind="auto", data_shape=None,
                  data_dtype=np.uint8, present_shape=None, extra_shape=None, extra_dtype=np.uint8,
                  n_chunks=None, n_device_chunks=None, device=0, array_module="auto",
-                 _simulate_device=False):
+                 emulator=None):
         from .. import recv  # noqa: PLC0415
 
         if config is None:
             config = recv.ChunkStreamGroupConfig()
-        kind, reason = _resolve_for_stream(kind, _simulate_device)
+        kind, reason = _resolve_for_stream(kind, emulator)
         regions = _geometry(layout, data_shape, data_dtype, present_shape, extra_shape, extra_dtype)
         n_chunks, n_device_chunks = _defaults(kind, config.max_chunks, n_chunks, n_device_chunks)
         pipeline = _gpu._ChunkPipeline(kind, device, regions[0].nbytes, regions[1].nbytes,
                                        regions[2].nbytes, n_chunks, n_device_chunks,
-                                       _simulate_device)
+                                       _impl_of(emulator))
         super().__init__(config, pipeline)
         self._setup_consumer(pipeline, regions, kind, array_module, reason)
 
