@@ -14,15 +14,29 @@ Rows, all measured in one run:
               event completes) fed the same packets (target >= 1.2x).
 (4) unpack    zero_missing / unpack_int8 / int4 / int10 / cint8 kernels in GB/s
               (bytes read + written) against device-to-device copy bandwidth.
+(5) udp       end to end over UDP loopback into device chunks at a fixed offered rate
+              (a sender subprocess, so this process's CPU time is the receiver's):
+              heaps received and receiver CPU seconds per GB, spead2gpu against
+              spead2 + the hand-written cupy pattern.
 
-Without a usable GPU it prints why and exits with status 2.
+Rows (2) and (3) also report CPU seconds per GB ingested (process CPU time:
+network threads, copy thread, recyclers, Python).
 
-    python bench/bench_gpu.py [--chunk-mb 32] [--chunks 64] [--streams 4] [--quick]
+Without a usable GPU it prints why and exits with status 2, unless --emulate
+runs rows (1)-(3) and (5) for spead2gpu on the emulated GPU (gpu.Emulator:
+the same pipeline code, host memory; figures mean nothing, the code paths
+are exercised, which is what the tests do with it).
+
+    python bench/bench_gpu.py [--chunk-mb 32] [--chunks 64] [--streams 4] [--quick] [--emulate]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -46,28 +60,50 @@ def row(name, value, extra=""):
     print(f"{name:<44} {value:>10.2f} GB/s  {extra}")
 
 
+def cpu_per_gb(cpu_seconds, nbytes):
+    return f"{cpu_seconds / (nbytes / 1e9):.3f} CPU s/GB" if nbytes else "n/a CPU s/GB"
+
+
+class Target:
+    """Where the bench runs: the real GPU, or an emulated one (``--emulate``)."""
+
+    def __init__(self, emulator=None):
+        self.emulator = emulator
+
+    def stream(self):
+        return gpu._gpu._Stream(0, emulator=self.emulator)
+
+    def memcpy(self, dst, src, n, stream):
+        gpu._gpu._memcpy_async(dst, src, n, stream, emulator=self.emulator)
+
+    def buffer(self, n, kind):
+        return gpu.Buffer(n, kind, emulator=self.emulator)
+
+
 # ---------------------------------------------------------------------------
 # (1) memcpy ceiling and (2) the copy pipeline alone
 # ---------------------------------------------------------------------------
 
-def bench_memcpy(chunk_bytes, repeat):
-    src = gpu.Buffer(chunk_bytes, "pinned")
-    dst = gpu.Buffer(chunk_bytes, "device")
-    stream = gpu._gpu._Stream(0)
+def bench_memcpy(target, chunk_bytes, repeat):
+    src = target.buffer(chunk_bytes, "pinned")
+    dst = target.buffer(chunk_bytes, "device")
+    stream = target.stream()
     for _ in range(3):
-        gpu._gpu._memcpy_async(dst.device_ptr, src.host_ptr, chunk_bytes, stream.handle)
+        target.memcpy(dst.device_ptr, src.host_ptr, chunk_bytes, stream.handle)
     stream.synchronize()
     t0 = time.perf_counter()
     for _ in range(repeat):
-        gpu._gpu._memcpy_async(dst.device_ptr, src.host_ptr, chunk_bytes, stream.handle)
+        target.memcpy(dst.device_ptr, src.host_ptr, chunk_bytes, stream.handle)
     stream.synchronize()
     return gbps(chunk_bytes * repeat, time.perf_counter() - t0)
 
 
-def bench_pipeline(chunk_bytes, n_chunks, n_staging, n_device):
-    pipe = gpu._gpu._ChunkPipeline("device", 0, chunk_bytes, 64, 0, n_staging, n_device)
-    consumer = gpu._gpu._Stream(0)
+def bench_pipeline(target, chunk_bytes, n_chunks, n_staging, n_device):
+    pipe = gpu._gpu._ChunkPipeline("device", 0, chunk_bytes, 64, 0, n_staging, n_device,
+                                   target.emulator)
+    consumer = target.stream()
     pump = threading.Thread(target=pipe._pump, args=(n_chunks,))
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     pump.start()
     got = 0
@@ -81,11 +117,12 @@ def bench_pipeline(chunk_bytes, n_chunks, n_staging, n_device):
         got += 1
     consumer.synchronize()
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     pump.join()
     stats = pipe.stats
     pipe.stop()
     assert got == n_chunks, (got, n_chunks)
-    return gbps(stats["bytes_copied"], elapsed), stats
+    return gbps(stats["bytes_copied"], elapsed), stats, cpu
 
 
 # ---------------------------------------------------------------------------
@@ -114,36 +151,50 @@ def make_packets(n_streams, heap_size, heaps_per_stream, packet_size):
     return buffers
 
 
-def bench_spead2gpu_ingest(buffers, n_streams, heap_size, tpc, max_chunks, n_device):
+def feed_buffers(buffers):
+    """Attach function of the in-memory rows: member f reads packet buffer f."""
+    return lambda f, stream: stream.add_buffer_reader(buffers[f])
+
+
+def bench_spead2gpu_ingest(target, attach, n_streams, heap_size, tpc, max_chunks, n_device,
+                           start=None):
+    """spead2gpu: a ChunkStreamGroup of kind device; returns (GB/s, chunks, heaps, stats, CPU s)."""
     recv = spead2gpu.recv
     layout = recv.ChunkLayout(heap_size=heap_size, timestamp_id=TS_ID, timestamp_step=heap_size,
                               timestamps_per_chunk=tpc, axes=["time", (FENG_ID, n_streams)])
     group = gpu.ChunkStreamGroup(recv.ChunkStreamGroupConfig(max_chunks=max_chunks), layout=layout,
                                  kind="device", n_device_chunks=n_device,
-                                 n_chunks=max_chunks + 4, array_module="buffer")
+                                 n_chunks=max_chunks + 4, array_module="buffer",
+                                 emulator=target.emulator)
     for _ in range(n_streams):
         group.emplace_back(spead2gpu.ThreadPool(), recv.StreamConfig(max_heaps=4),
                            recv.ChunkStreamConfig(place=layout, max_chunks=max_chunks))
-    consumer = gpu._gpu._Stream(0)
+    consumer = target.stream()
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     for f in range(n_streams):
-        group[f].add_buffer_reader(buffers[f])
-    nbytes = 0
-    complete = 0
-    for chunk in group:
+        attach(f, group[f])
+    if start is not None:
+        start()
+    nbytes = complete = heaps = 0
+    for chunk in group.__iter__():
         chunk.wait(consumer.handle)
         nbytes += layout.chunk_data_size
         complete += 1
         chunk.release(consumer.handle)
     consumer.synchronize()
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    for f in range(n_streams):   # complete heaps (the present flags may be in device memory)
+        st = group[f].stats
+        heaps += st["heaps"] - st["incomplete_heaps_evicted"] - st["incomplete_heaps_flushed"]
     stats = group.pipeline_stats
     group.close()
-    return gbps(nbytes, elapsed), complete, stats
+    return gbps(nbytes, elapsed), complete, heaps, stats, cpu
 
 
-def bench_spead2_cupy_ingest(buffers, n_streams, heap_size, tpc, max_chunks, n_device):
-    """spead2 + the hand-written cupy pattern (katgpucbf style)."""
+def bench_spead2_cupy_ingest(attach, n_streams, heap_size, tpc, max_chunks, n_device, start=None):
+    """spead2 + the hand-written cupy pattern (katgpucbf style); returns (GB/s, chunks, heaps, CPU s)."""
     import cupy as cp
     import cupyx
     import numba
@@ -199,11 +250,15 @@ def bench_spead2_cupy_ingest(buffers, n_streams, heap_size, tpc, max_chunks, n_d
             ev.synchronize()
             device_free.append(slot)
 
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     for f in range(n_streams):
-        group[f].add_buffer_reader(buffers[f])
-    nbytes = complete = 0
+        attach(f, group[f])
+    if start is not None:
+        start()
+    nbytes = complete = heaps = 0
     for chunk in data_ring:
+        heaps += int(chunk.present.sum())
         while not device_free:
             reap(False)
             if not device_free:
@@ -221,8 +276,67 @@ def bench_spead2_cupy_ingest(buffers, n_streams, heap_size, tpc, max_chunks, n_d
     reap(True)
     consumer.synchronize()
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     group.stop()
-    return gbps(nbytes, elapsed), complete
+    return gbps(nbytes, elapsed), complete, heaps, cpu
+
+
+# ---------------------------------------------------------------------------
+# (5) UDP loopback at a fixed offered rate
+# ---------------------------------------------------------------------------
+
+SENDER = """
+import json, sys, threading, numpy as np, spead2gpu, spead2gpu.send as send
+ports, ids = json.loads(sys.argv[1]), json.loads(sys.argv[5])
+heap_size, n_heaps, rate = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+def run(f, port):
+    ig = send.ItemGroup(flavour=spead2gpu.Flavour(4, 64, 48, 0))
+    ig.add_item(ids[0], "ts", "", shape=(), format=[("u", 48)], value=0)
+    ig.add_item(ids[1], "feng", "", shape=(), format=[("u", 48)], value=f)
+    ig.add_item(ids[2], "data", "", shape=(heap_size,), dtype=np.int8, value=np.zeros(heap_size, np.int8))
+    cfg = send.StreamConfig(max_packet_size=8972, rate=rate / len(ports))
+    s = send.UdpStream(spead2gpu.ThreadPool(), [("127.0.0.1", port)], cfg)
+    payload = (np.arange(heap_size) % 251).astype(np.int8)
+    for t in range(n_heaps):
+        ig["ts"].value = t * heap_size
+        ig["data"].value = payload
+        s.send_heap(ig.get_heap(descriptors="none", data="all"))
+    for _ in range(3):
+        s.send_heap(ig.get_end())
+threads = [threading.Thread(target=run, args=(f, p)) for f, p in enumerate(ports)]
+for t in threads: t.start()
+for t in threads: t.join()
+"""
+
+
+def udp_feed(n_streams, heap_size, heaps_per_stream, rate):
+    """(attach, start, finish) for one UDP row: sockets on OS-chosen loopback ports,
+    and a sender subprocess started when the receivers are ready."""
+    socks = []
+    for _ in range(n_streams):
+        sk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sk.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        sk.bind(("127.0.0.1", 0))
+        socks.append(sk)
+    ports = [sk.getsockname()[1] for sk in socks]
+    procs = []
+
+    def attach(f, stream):
+        stream.add_udp_reader(socks[f], max_size=9000)
+
+    def start():
+        env = dict(os.environ)
+        procs.append(subprocess.Popen([sys.executable, "-c", SENDER, json.dumps(ports), str(heap_size),
+                                       str(heaps_per_stream), str(rate),
+                                       json.dumps([TS_ID, FENG_ID, DATA_ID])], env=env))
+
+    def finish():
+        for proc in procs:
+            proc.wait(timeout=600)
+        for sk in socks:
+            sk.close()
+
+    return attach, start, finish
 
 
 # ---------------------------------------------------------------------------
@@ -278,42 +392,89 @@ def main(argv=None):
     p.add_argument("--streams", type=int, default=4, help="streams in the ingest group [%(default)s]")
     p.add_argument("--heap-kb", type=int, default=64, help="heap size in KiB for ingest [%(default)s]")
     p.add_argument("--ingest-mb", type=int, default=1024, help="MiB of payload for ingest [%(default)s]")
+    p.add_argument("--udp-gbps", type=float, default=8.0,
+                   help="offered rate of the UDP rows, Gb/s over all streams [%(default)s]")
     p.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    p.add_argument("--emulate", action="store_true",
+                   help="run spead2gpu's rows on the emulated GPU (no GPU needed; not GPU figures)")
     args = p.parse_args(argv)
-    if not gpu.available():
+    if args.emulate:
+        target = Target(gpu.Emulator(latency=20e-6))
+        label = "emulated GPU"
+    elif not gpu.available():
         print(f"bench_gpu: no usable GPU: {gpu.unavailable_reason()}", file=sys.stderr)
-        print("bench_gpu: nothing measured (run this on a machine with an NVIDIA GPU)", file=sys.stderr)
+        print("bench_gpu: nothing measured (run this on a machine with an NVIDIA GPU, or use --emulate)",
+              file=sys.stderr)
         return 2
+    else:
+        target = Target()
+        label = (f"{gpu._gpu.device_name(0)}, driver {gpu._gpu.driver_version()}, "
+                 f"runtime {gpu._gpu.runtime_version()}")
     if args.quick:
         args.chunk_mb, args.chunks, args.ingest_mb = 4, 16, 64
     chunk_bytes = int(args.chunk_mb * (1 << 20))
-    print(f"device: {gpu._gpu.device_name(0)}, driver {gpu._gpu.driver_version()}, "
-          f"runtime {gpu._gpu.runtime_version()}; chunk {chunk_bytes / (1 << 20):.1f} MiB")
+    print(f"device: {label}; chunk {chunk_bytes / (1 << 20):.1f} MiB")
 
-    ceiling = bench_memcpy(chunk_bytes, max(8, args.chunks // 2))
+    ceiling = bench_memcpy(target, chunk_bytes, max(8, args.chunks // 2))
     row("(1) cudaMemcpyAsync pinned->device", ceiling, "[ceiling]")
-    rate, stats = bench_pipeline(chunk_bytes, args.chunks, n_staging=6, n_device=4)
+    rate, stats, cpu = bench_pipeline(target, chunk_bytes, args.chunks, n_staging=6, n_device=4)
     row("(2) copy pipeline (device kind)", rate,
-        f"= {100 * rate / ceiling:.1f}% of (1) (target >= 90%); copy_waits={stats['copy_waits']}")
+        f"= {100 * rate / ceiling:.1f}% of (1) (target >= 90%); copy_waits={stats['copy_waits']}; "
+        f"{cpu_per_gb(cpu, stats['bytes_copied'])}")
 
     heap_size = args.heap_kb * 1024
     tpc = max(1, chunk_bytes // (heap_size * args.streams))
     heaps_per_stream = max(tpc * 4, args.ingest_mb * (1 << 20) // (heap_size * args.streams) // tpc * tpc)
     buffers = make_packets(args.streams, heap_size, heaps_per_stream, 8972)
-    ours, n_ours, gstats = bench_spead2gpu_ingest(buffers, args.streams, heap_size, tpc, 4, 4)
+    ours, n_ours, _, gstats, cpu = bench_spead2gpu_ingest(target, feed_buffers(buffers), args.streams,
+                                                          heap_size, tpc, 4, 4)
+    total = n_ours * tpc * args.streams * heap_size
     row(f"(3) spead2gpu ingest, {args.streams} streams", ours,
-        f"{n_ours} chunks; copy_waits={gstats['copy_waits']}")
-    try:
-        theirs, n_theirs = bench_spead2_cupy_ingest(buffers, args.streams, heap_size, tpc, 4, 4)
-    except ImportError as exc:
-        print(f"(3) spead2 + cupy pattern: skipped ({exc})")
+        f"{n_ours} chunks; copy_waits={gstats['copy_waits']}; {cpu_per_gb(cpu, total)}")
+    theirs = None
+    if args.emulate:
+        print("(3) spead2 + cupy pattern: skipped (--emulate)")
     else:
-        row(f"(3) spead2 + hand-written cupy, {args.streams} streams", theirs,
-            f"{n_theirs} chunks; spead2gpu/spead2 = {ours / theirs:.2f}x (target >= 1.2x)")
-    try:
-        bench_kernels(256 << 20 if not args.quick else 16 << 20, 20)
-    except ImportError as exc:
-        print(f"(4) kernels: skipped ({exc})")
+        try:
+            theirs, n_theirs, _, cpu = bench_spead2_cupy_ingest(feed_buffers(buffers), args.streams,
+                                                                heap_size, tpc, 4, 4)
+        except ImportError as exc:
+            print(f"(3) spead2 + cupy pattern: skipped ({exc})")
+        else:
+            row(f"(3) spead2 + hand-written cupy, {args.streams} streams", theirs,
+                f"{n_theirs} chunks; spead2gpu/spead2 = {ours / theirs:.2f}x (target >= 1.2x); "
+                f"{cpu_per_gb(cpu, n_theirs * tpc * args.streams * heap_size)}")
+    if args.emulate:
+        print("(4) kernels: skipped (--emulate: the emulated GPU runs no kernels)")
+    else:
+        try:
+            bench_kernels(256 << 20 if not args.quick else 16 << 20, 20)
+        except ImportError as exc:
+            print(f"(4) kernels: skipped ({exc})")
+
+    udp_rate = args.udp_gbps * 1e9 / 8
+    udp_heaps = max(tpc * 4, int(udp_rate * (1.0 if args.quick else 4.0)) // (heap_size * args.streams)
+                    // tpc * tpc)
+    if args.emulate:
+        udp_heaps = tpc * 4
+    offered = udp_heaps * args.streams
+    attach, start, finish = udp_feed(args.streams, heap_size, udp_heaps, udp_rate)
+    _, n_ours, got, _, cpu = bench_spead2gpu_ingest(target, attach, args.streams, heap_size, tpc, 4, 4,
+                                                    start=start)
+    finish()
+    print(f"(5) spead2gpu UDP loopback at {args.udp_gbps:g} Gb/s: {got}/{offered} heaps; "
+          f"{cpu_per_gb(cpu, n_ours * tpc * args.streams * heap_size)}")
+    if not args.emulate:
+        try:
+            attach, start, finish = udp_feed(args.streams, heap_size, udp_heaps, udp_rate)
+            _, n_theirs, got, cpu = bench_spead2_cupy_ingest(attach, args.streams, heap_size, tpc, 4, 4,
+                                                             start=start)
+            finish()
+        except ImportError as exc:
+            print(f"(5) spead2 + cupy pattern over UDP: skipped ({exc})")
+        else:
+            print(f"(5) spead2 + hand-written cupy UDP loopback: {got}/{offered} heaps; "
+                  f"{cpu_per_gb(cpu, n_theirs * tpc * args.streams * heap_size)}")
     return 0
 
 

@@ -946,6 +946,22 @@ def test_bench_gpu_without_gpu(capsys):
     assert "no usable GPU" in capsys.readouterr().err
 
 
+def test_bench_gpu_runs_on_the_emulated_gpu(capsys):
+    """Every spead2gpu row of the GPU bench (copy ceiling, copy pipeline, in-memory
+    ingest, UDP loopback ingest) runs its real code on the emulated GPU, so a
+    crash like defect 1's is caught here, not on the GPU machine."""
+    bench = _load_bench_gpu()
+    assert bench.main(["--quick", "--emulate", "--streams", "2", "--udp-gbps", "2"]) == 0
+    out = capsys.readouterr().out
+    for label in ("(1) cudaMemcpyAsync", "(2) copy pipeline", "(3) spead2gpu ingest, 2 streams",
+                  "(4) kernels: skipped", "(5) spead2gpu UDP loopback"):
+        assert label in out, out
+    assert "CPU s/GB" in out and "16 chunks" in out
+    udp = [line for line in out.splitlines() if line.startswith("(5)")][0]
+    got, offered = udp.split(": ")[1].split(" heaps")[0].split("/")
+    assert int(offered) > 0 and int(got) >= int(offered) * 0.9, udp   # loopback at 2 Gb/s: ~lossless
+
+
 def _run_demo(argv):
     import io
 
