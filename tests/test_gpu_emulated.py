@@ -174,7 +174,7 @@ def test_recycling_held_back_until_busy_consumer_stream_finishes(kind):
     feed(s, 2)
     chunk = s.get(consumer)
     np.testing.assert_array_equal(chunk.data, expected_chunk(0))
-    consumer.busy(0.3)                      # the consumer's kernels on the chunk
+    consumer.busy(0.6)                      # the consumer's kernels on the chunk
     before = s.pipeline_stats
     chunk.release(consumer)
     time.sleep(0.1)
@@ -228,7 +228,7 @@ def test_dropped_chunk_is_released_on_its_get_stream():
     s = make_stream(emu, "mapped", n_chunks=3)
     feed(s, 2)
     chunk = s.get(consumer)
-    consumer.busy(0.3)
+    consumer.busy(0.6)
     free_before = s.pipeline.free_chunks()
     del chunk
     gc.collect()
@@ -245,7 +245,7 @@ def test_release_defaults_to_the_get_stream():
     s = make_stream(emu, "pinned", n_chunks=3)
     feed(s, 2)
     chunk = s.get(consumer)
-    consumer.busy(0.3)
+    consumer.busy(0.6)
     free_before = s.pipeline.free_chunks()
     chunk.release()                          # no stream: the one given to get()
     time.sleep(0.1)
@@ -291,7 +291,7 @@ def test_device_chunk_reused_only_after_release_event():
     feed(s, 3)
     first = s.get(consumer)
     snapshot = np.array(first.data)
-    consumer.busy(0.3)
+    consumer.busy(0.6)
     first.release(consumer)
     time.sleep(0.15)
     # The consumer is still "running": the single device chunk still holds chunk 0.
