@@ -3,7 +3,7 @@
 # only nvcc is CUDA 13 (or that has none), from packages in public registries.
 #
 #   tools/cuda12-toolkit.sh [DEST]          # default DEST: build/cuda12-toolkit
-#   pip install . -Ccmake.define.CMAKE_CUDA_COMPILER=DEST/bin/nvcc
+#   pip install . -Ccmake.define.CUDAToolkit_ROOT=DEST     # or CMAKE_CUDA_COMPILER=DEST/bin/nvcc
 #
 # Why two registries: PyPI's CUDA 12 wheels cannot make a build toolkit on
 # their own. nvidia-cuda-nvcc-cu12 (every 12.x release) holds only ptxas,
@@ -21,10 +21,10 @@
 #
 # The result is a toolkit root in NVIDIA's own layout (bin/, nvvm/,
 # targets/x86_64-linux/{include,lib}, include -> ..., lib64 -> ...), with an
-# nvcc.profile, usable by CMake as CMAKE_CUDA_COMPILER=DEST/bin/nvcc. It is
-# for building only: the runtime is linked statically, so nothing from it is
-# needed at run time. Downloads are kept in DEST/.downloads for re-runs
-# (about 1 GB; delete it when done).
+# nvcc.profile, usable by CMake as CUDAToolkit_ROOT=DEST (or
+# CMAKE_CUDA_COMPILER=DEST/bin/nvcc). It is for building only: the runtime
+# is linked statically, so nothing from it is needed at run time. Downloads
+# are kept in DEST/.downloads for re-runs (about 1 GB; delete it when done).
 #
 # Needs: python3 with pip, apt-get, dpkg-deb, the Debian archive keyring
 # (/usr/share/keyrings/debian-archive-keyring.gpg, package
@@ -182,4 +182,4 @@ int main() { k<<<1, 1>>>(nullptr); return cudaGetLastError() == cudaSuccess ? 0 
 EOF
 "$dest/bin/nvcc" -gencode arch=compute_80,code=sm_80 -cudart static -o "$check/check" "$check/check.cu"
 echo "CUDA 12 toolkit ready: $dest ($(du -sh --exclude=.downloads "$dest" | cut -f1); downloads kept in $dl)"
-echo "build with: -DCMAKE_CUDA_COMPILER=$dest/bin/nvcc   (pip: -Ccmake.define.CMAKE_CUDA_COMPILER=$dest/bin/nvcc)"
+echo "build with: -DCUDAToolkit_ROOT=$dest   (pip: -Ccmake.define.CUDAToolkit_ROOT=$dest)"
