@@ -106,8 +106,9 @@ gpu_status do_probe()
         else if (err == cudaErrorInsufficientDriver)
             st.reason = "the NVIDIA driver (CUDA " + version_text(st.driver_version) +
                 ") is older than the CUDA runtime spead2gpu was built with (CUDA " + version_text(st.runtime_version) +
-                "): upgrade the driver or use a build against an older CUDA "
-                "toolkit (see docs/gpu.md)";
+                ", which needs a driver >= " + (st.runtime_version >= 13000 ? "580" : "525") +
+                "): upgrade the driver, or use a build against CUDA 12, which runs on drivers >= 525 (see "
+                "docs/building.md)";
         else
             st.reason = std::string("CUDA error: ") + cudaGetErrorName(err) + ": " + cudaGetErrorString(err);
         return st;
