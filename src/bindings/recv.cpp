@@ -55,13 +55,22 @@ ring_stream::frozen pop_heap(ring_stream &s)
 
 /**
  * File descriptor of a Python socket.socket of the given type; anything else
- * raises TypeError (as an overload mismatch does in spead2).
+ * raises TypeError (as an overload mismatch does in spead2), naming what was
+ * wrong: this overload also receives every port number the port overload
+ * refused, so an out-of-range port is reported as one.
  */
-int socket_fileno(const py::object &sock, int type)
+int socket_fileno(const py::object &sock, int type, const char *method)
 {
     py::object socket_cls = py::module_::import("socket").attr("socket");
     if (!py::isinstance(sock, socket_cls))
-        throw py::type_error("expected a socket.socket");
+    {
+        const std::string what = std::string(method) + "(): ";
+        if (py::isinstance<py::int_>(sock) && !py::isinstance<py::bool_>(sock))
+            throw py::type_error(what + "port " + py::str(sock).cast<std::string>() +
+                                 " is out of range (a port is 0 to 65535)");
+        throw py::type_error(what + "expected a port number (int) or a socket.socket, not " +
+                             py::str(py::type::handle_of(sock).attr("__name__")).cast<std::string>());
+    }
     if ((sock.attr("type").cast<int>() & 0xf) != type)
         throw py::type_error(type == SOCK_DGRAM ? "expected a UDP (SOCK_DGRAM) socket"
                                                 : "expected a TCP (SOCK_STREAM) socket");
@@ -85,7 +94,7 @@ void add_port_reader(stream &s, std::uint16_t port, std::size_t max_size, std::s
 /// add_udp_reader / add_tcp_reader with a Python socket (the reader keeps a duplicate of its fd).
 template <typename Reader, int type> void add_socket_reader(stream &s, py::object sock, std::size_t max_size)
 {
-    int fd = socket_fileno(sock, type);
+    int fd = socket_fileno(sock, type, type == SOCK_DGRAM ? "add_udp_reader" : "add_tcp_reader");
     py::gil_scoped_release release;
     s.add_reader([=](stream &owner) { return std::make_unique<Reader>(owner, fd, max_size); });
 }
