@@ -711,6 +711,27 @@ class FakeCuda2:
                                 "version": 3, "strides": None, "stream": None}
 
 
+def _fake_cuda(ptr, shape, typestr):
+    class Fake:
+        __cuda_array_interface__ = {"shape": shape, "typestr": typestr, "data": (ptr, False),
+                                    "version": 3, "strides": None, "stream": None}
+
+    return Fake()
+
+
+@pytest.mark.parametrize("fmt, shape, typestr", [("int8", (8,), "<f4"), ("int4", (16,), "<f4"),
+                                                 ("int10", (8,), "<f4"), ("cint8", (4,), "<c8")])
+@pytest.mark.parametrize("misalign", [1, 2, 3])
+def test_kernels_refuse_misaligned_out(fmt, shape, typestr, misalign):
+    """The kernels store float32: an ``out`` not 4-byte aligned (a byte-offset
+    view, which __cuda_array_interface__ allows) is refused before anything is
+    launched, rather than faulting on the GPU. The source may be at any byte."""
+    src = _fake_cuda(4096 + 3, (10,) if fmt == "int10" else (8,), "|u1")
+    fn = getattr(gpu, f"unpack_{fmt}")
+    with pytest.raises(ValueError, match="4-byte aligned"):
+        fn(src, _fake_cuda(8192 + misalign, shape, typestr))
+
+
 # ---------------------------------------------------------------------------
 # GPU tests (need a GPU; cupy where arrays are involved)
 # ---------------------------------------------------------------------------
