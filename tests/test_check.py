@@ -323,3 +323,15 @@ def test_bench_check_on_the_real_bench_without_gpu():
     assert r.status == check.FAIL
     assert r.reason.startswith("bench_gpu.py --quick exited with status 2: ")
     assert any("no usable GPU" in line for line in r.details)
+
+
+def test_cuda_extras_bring_cupy():
+    """pip install '.[cuda12]' / '.[cuda13]' installs the cupy the GPU tests need
+    (without it they would fail under SPEAD2GPU_EXPECT_GPU, not pass vacuously)."""
+    tomllib = pytest.importorskip("tomllib")
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        project = tomllib.load(f)["project"]
+    extras = project["optional-dependencies"]
+    assert extras["cuda12"] == ["cupy-cuda12x"]
+    assert extras["cuda13"] == ["cupy-cuda13x"]
+    assert project["scripts"]["spead2gpu-check"] == "spead2gpu.check:main"
