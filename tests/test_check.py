@@ -335,3 +335,19 @@ def test_cuda_extras_bring_cupy():
     assert extras["cuda12"] == ["cupy-cuda12x"]
     assert extras["cuda13"] == ["cupy-cuda13x"]
     assert project["scripts"]["spead2gpu-check"] == "spead2gpu.check:main"
+
+
+def test_docs_describe_the_check_and_each_byte():
+    """README.md documents the self-check as it is (its check names, the
+    variable) and says per memory kind what happens to each byte."""
+    readme = (ROOT / "README.md").read_text()
+    assert "python -m spead2gpu.check" in readme and "SPEAD2GPU_EXPECT_GPU=1" in readme
+    for c in check.default_checks(None, sanitizer=""):
+        assert f"`{c.name}`" in readme, c.name
+    assert "not** mean GPUDirect RDMA" in readme
+    rows = {line.split("|")[1].strip(): line for line in readme.splitlines() if line.startswith("| `")}
+    for kind in gpu.KINDS:
+        assert "one: packet buffer" in rows[f"`{kind}`"], kind
+    assert "cudaMemcpyAsync" in rows["`device`"]
+    arch = (ROOT / "docs" / "architecture.md").read_text()
+    assert "not GPUDirect RDMA" in arch and "python -m spead2gpu.check" in arch
