@@ -225,8 +225,8 @@ def test_gpu_tests_check_verdicts(tmp_path):
         "PYTHONPATH": env["PYTHONPATH"]})
     assert r.status == check.FAIL and "test_needs_it" in r.reason, r
     r = check.gpu_tests_check(_tree(tmp_path, "import time\n\ndef test_slow():\n    time.sleep(60)\n"),
-                              timeout=3, env=env)
-    assert r.status == check.FAIL and r.reason.startswith("pytest timed out after 3 s")
+                              timeout=1, env=env)
+    assert r.status == check.FAIL and r.reason.startswith("pytest timed out after 1 s")
     r = check.gpu_tests_check(_tree(tmp_path, "x = 1\n"), timeout=60, env=env)
     assert r.status == check.FAIL and r.reason == "pytest: no tests ran"
     r = check.gpu_tests_check(tmp_path / "nowhere" / "test_gpu.py", timeout=60)
