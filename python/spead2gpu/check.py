@@ -71,6 +71,7 @@ MEMCHECK_OPTIONS = ("--tool", "memcheck", "--error-exitcode", str(MEMCHECK_ERROR
 #: Lines of a failed subprocess's output shown under its FAIL line.
 TAIL_LINES = 30
 
+#: The statuses of a :class:`Result` (SKIP: could not run here; neither a pass nor a failure).
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 
 
