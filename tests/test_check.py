@@ -293,6 +293,7 @@ BENCH_OK = textwrap.dedent('''\
     for label in ("device-to-device copy", "zero_missing", "unpack_int8", "unpack_int4", "unpack_int10",
                   "unpack_cint8"):
         print(f"(4) {label}   1000.00 GB/s")
+    print("(5) spead2gpu UDP loopback at 8 Gb/s: 1024/1024 heaps; 0.50 CPU s/GB")
 ''')
 
 
@@ -302,7 +303,7 @@ def test_bench_check_verdicts(tmp_path):
     bench.write_text(BENCH_OK)
     r = check.bench_check(bench, timeout=60, env=_env())
     assert r.status == check.PASS, r
-    assert r.details[0].startswith("device: Fake H100") and len(r.details) == 12
+    assert r.details[0].startswith("device: Fake H100") and len(r.details) == 13
     no_kernels = "print('(4) kernels: skipped (No module named cupy)')\n"
     bench.write_text(BENCH_OK.split("for label")[0] + no_kernels)
     r = check.bench_check(bench, timeout=60, env=_env())

@@ -61,7 +61,7 @@ EXPECT_GPU_ENV = "SPEAD2GPU_EXPECT_GPU"
 #: The environment variable naming the source tree (tests/ and bench/).
 SOURCE_DIR_ENV = "SPEAD2GPU_SOURCE_DIR"
 #: Seconds each check may run (before ``--timeout-scale``): 7.5 minutes in all.
-TIMEOUTS: Mapping[str, float] = {"gpu-tests": 150.0, "memcheck": 240.0, "bench-quick": 60.0}
+TIMEOUTS: Mapping[str, float] = {"gpu-tests": 150.0, "memcheck": 210.0, "bench-quick": 90.0}
 #: Exit status compute-sanitizer is told to use when it finds errors.
 MEMCHECK_ERROR_EXITCODE = 86
 #: Options given to compute-sanitizer (child processes are checked too; those that
@@ -313,7 +313,7 @@ def memcheck_check(test_path: Path | None, *, timeout: float, tool: str | None =
 #: Rows bench_gpu.py prints when every measurement ran.
 BENCH_ROWS = ("(1) cudaMemcpyAsync", "(2) copy pipeline", "(3) spead2gpu ingest",
               "(4) device-to-device copy", "(4) zero_missing", "(4) unpack_int8", "(4) unpack_int4",
-              "(4) unpack_int10", "(4) unpack_cint8")
+              "(4) unpack_int10", "(4) unpack_cint8", "(5) spead2gpu UDP loopback")
 
 
 def bench_check(bench_path: Path | None, *, timeout: float, env: Mapping[str, str] | None = None,
