@@ -24,6 +24,11 @@ import spead2gpu.recv
 import spead2gpu.recv.asyncio
 import spead2gpu.send
 import spead2gpu.send.asyncio
+from _expect_gpu import (  # noqa: F401 (hooks: SPEAD2GPU_EXPECT_GPU turns skipped GPU tests into failures)
+    pytest_make_collect_report,
+    pytest_report_header,
+    pytest_runtest_makereport,
+)
 
 try:
     from hypothesis import HealthCheck, settings

@@ -154,6 +154,11 @@ def zeroed_missing(chunks):
 
 def test_compiled_with_cuda_when_nvcc_present():
     """The CUDA sources are compiled whenever nvcc was available to the build."""
+    if GPU:
+        # Whatever nvcc this machine has (maybe none: a wheel built elsewhere), a usable GPU
+        # means CUDA was compiled in; no skip here, which SPEAD2GPU_EXPECT_GPU would fail.
+        assert gpu.compiled_with_cuda()
+        return
     nvcc = shutil.which("nvcc") or os.path.exists("/usr/local/cuda/bin/nvcc")
     if not nvcc:
         pytest.skip("nvcc is not installed here")
@@ -711,6 +716,27 @@ class FakeCuda2:
                                 "version": 3, "strides": None, "stream": None}
 
 
+def _fake_cuda(ptr, shape, typestr):
+    class Fake:
+        __cuda_array_interface__ = {"shape": shape, "typestr": typestr, "data": (ptr, False),
+                                    "version": 3, "strides": None, "stream": None}
+
+    return Fake()
+
+
+@pytest.mark.parametrize("fmt, shape, typestr", [("int8", (8,), "<f4"), ("int4", (16,), "<f4"),
+                                                 ("int10", (8,), "<f4"), ("cint8", (4,), "<c8")])
+@pytest.mark.parametrize("misalign", [1, 2, 3])
+def test_kernels_refuse_misaligned_out(fmt, shape, typestr, misalign):
+    """The kernels store float32: an ``out`` not 4-byte aligned (a byte-offset
+    view, which __cuda_array_interface__ allows) is refused before anything is
+    launched, rather than faulting on the GPU. The source may be at any byte."""
+    src = _fake_cuda(4096 + 3, (10,) if fmt == "int10" else (8,), "|u1")
+    fn = getattr(gpu, f"unpack_{fmt}")
+    with pytest.raises(ValueError, match="4-byte aligned"):
+        fn(src, _fake_cuda(8192 + misalign, shape, typestr))
+
+
 # ---------------------------------------------------------------------------
 # GPU tests (need a GPU; cupy where arrays are involved)
 # ---------------------------------------------------------------------------
@@ -814,54 +840,321 @@ def test_gpu_chunk_stream_bit_identical_to_cpu(kind):
         assert stats["chunks_copied"] == len(got)
 
 
+def _cupy():
+    """cupy (the GPU tests' arrays); a skip without it, which SPEAD2GPU_EXPECT_GPU turns into a failure."""
+    return pytest.importorskip("cupy")
+
+
+_SPIN_SOURCE = r"""
+extern "C" __global__ void spead2gpu_test_spin(unsigned long long ns)
+{
+    unsigned long long start, now;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+    do
+    {
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+    } while (now - start < ns);
+}
+"""
+_spin_kernel = []
+
+
+def _spin(cupy, stream, seconds):
+    """Keep *stream* busy for *seconds* of wall time (one thread reading %globaltimer).
+
+    The kernel is compiled on first use, before anything is queued, so the
+    busy time starts when the kernel starts.
+    """
+    if not _spin_kernel:
+        kernel = cupy.RawKernel(_SPIN_SOURCE, "spead2gpu_test_spin")
+        kernel.compile()
+        _spin_kernel.append(kernel)
+    with stream:
+        _spin_kernel[0]((1,), (1,), (np.uint64(int(seconds * 1e9)),))
+
+
+def _wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _chunk_payload(chunk_id):
+    """The data bytes of a complete chunk of layout() (heap index t * NF + f)."""
+    return np.concatenate([payload(chunk_id * TPC + t, f) for t in range(TPC) for f in range(NF)]).tobytes()
+
+
+def _host_snapshot(c):
+    """(chunk_id, present, data, extra) bytes of a chunk of any kind."""
+    extra = _to_host(c.extra)
+    return (c.chunk_id, _to_host(c.present).tobytes(), _to_host(c.data).tobytes(),
+            None if extra is None else extra.tobytes())
+
+
 @needs_gpu
 def test_gpu_device_release_is_stream_ordered():
-    """A chunk released on a busy stream is recycled only after that stream's work."""
-    cupy = pytest.importorskip("cupy")
+    """A device chunk released on a busy stream is recycled only once that
+    stream's work is done: with one device chunk the next chunk is not even
+    copied until then, and work the stream queued before the release reads the
+    chunk's own data, not the next chunk's."""
+    cupy = _cupy()
+    pkts = stream_packets(n_ts=12, missing=(), incomplete=())
     s = make_gpu_stream("device", n_device_chunks=1, n_chunks=4)
-    feed_inproc(s, stream_packets(n_ts=12, missing=(), incomplete=()))
-    stream = cupy.cuda.Stream(non_blocking=True)
-    with stream:
-        c = s.get()
-        before = c.data.copy()
-        # Queue long work reading the chunk, then release on the same stream.
-        acc = cupy.zeros(1, cupy.float64)
-        for _ in range(200):
-            acc += c.data.astype(cupy.float64).sum()
-        c.release()
-        nxt = s.get()   # only possible once the event recorded at release has completed
-        assert nxt.chunk_id == c.chunk_id + 1
-        stream.synchronize()
-        assert float(acc[0]) == pytest.approx(200 * float(before.astype(cupy.float64).sum()))
-        nxt.release()
-    list(_drain(s))
-    assert s.pipeline_stats["release_event_waits"] >= 0
+    feed_inproc(s, pkts)
+    busy = cupy.cuda.Stream(non_blocking=True)
+    c = run_with_timeout(lambda: s.get(busy), 10)
+    assert c.chunk_id == 0
+    _spin(cupy, busy, 1.5)
+    with busy:
+        late = c.data.copy()          # runs after the spin
+    c.release(busy)
+    assert c.released and s.pipeline_stats["chunks_released"] == 1
+    time.sleep(0.5)
+    assert not busy.done, "the busy stream finished early: the test proves nothing"
+    with pytest.raises(spead2gpu.Empty):
+        s.get_nowait()                # the only device chunk is not free yet ...
+    assert s.pipeline_stats["chunks_copied"] == 1     # ... so nothing was copied into it
+    busy.synchronize()
+    nxt = run_with_timeout(lambda: s.get(busy), 10)
+    assert nxt.chunk_id == 1
+    with busy:
+        nxt_data = nxt.data.copy()
+    nxt.release(busy)
+    busy.synchronize()
+    assert late.get().tobytes() == _chunk_payload(0)
+    assert nxt_data.get().tobytes() == _chunk_payload(1)
+    assert s.pipeline_stats["release_event_waits"] >= 1   # the recycler did find the event pending
+    rest = [c.chunk_id for c in _drain(s)]
+    assert rest == [2]
+    s.stop()
+
+
+@needs_gpu
+@pytest.mark.parametrize("kind", ["pinned", "mapped"])
+def test_gpu_recycle_waits_for_busy_consumer_stream(kind):
+    """A pinned/mapped chunk released on a busy non-blocking stream goes back to
+    the free ring (where the network thread could overwrite it) only after that
+    stream's work; the release itself is counted at once and never blocks."""
+    cupy = _cupy()
+    s = make_gpu_stream(kind, max_chunks=1, n_chunks=3)
+    pipe = s.pipeline
+    q = spead2gpu.InprocQueue()
+    s.add_inproc_reader(q)
+    for t in range(TPC + 1):           # completes chunk 0 and opens chunk 1
+        for f in range(NF):
+            for p in heap_pkts(1000 + t * NF + f, t, f):
+                q.add_packet(p)
+    c0 = run_with_timeout(s.get, 10)
+    assert c0.chunk_id == 0
+    assert _wait_for(lambda: pipe.free_chunks() == 1)   # c0 held, chunk 1 in the window
+    busy = cupy.cuda.Stream(non_blocking=True)
+    _spin(cupy, busy, 1.5)
+    late = None
+    if kind == "mapped":
+        with busy:
+            late = cupy.asarray(c0.data).copy()   # the GPU reads the mapped chunk in place, later
+    start = time.monotonic()
+    c0.release(busy)
+    assert time.monotonic() - start < 0.5           # never waits for the stream
+    assert c0.released and s.pipeline_stats["chunks_released"] == 1
+    time.sleep(0.5)
+    assert not busy.done, "the busy stream finished early: the test proves nothing"
+    assert pipe.free_chunks() == 1                  # held back
+    busy.synchronize()
+    assert _wait_for(lambda: pipe.free_chunks() == 2, 5), pipe.free_chunks()
+    assert s.pipeline_stats["release_event_waits"] >= 1
+    if late is not None:
+        assert late.get().tobytes() == _chunk_payload(0)
+    q.stop()
+    assert [c.chunk_id for c in _drain(s)] == [1]
+    s.stop()
+
+
+_UNPACK_CASES = {
+    # format: (kernel, reference, source bytes (vector part + a tail), output dtype)
+    "int8": (gpu.unpack_int8, ref.unpack_int8, 1027, np.float32),
+    "int4": (gpu.unpack_int4, ref.unpack_int4, 515, np.float32),
+    "int10": (gpu.unpack_int10, ref.unpack_int10, 1025, np.float32),
+    "cint8": (gpu.unpack_cint8, ref.unpack_cint8, 1026, np.complex64),
+}
+SENTINEL = 0xA5
+
+
+def _view(cupy, base, offset, shape, dtype):
+    """A view of *base*'s memory at byte *offset* (any alignment)."""
+    return cupy.ndarray(shape, dtype, memptr=base.data + offset)
+
+
+@needs_gpu
+@pytest.mark.parametrize("fmt", list(_UNPACK_CASES))
+def test_gpu_unpack_every_alignment(fmt):
+    """Every source byte offset (0..15) with every output offset the API allows
+    (4-byte steps: 0, 4, 8, 12 mod 16), as views into larger buffers, so the
+    vector paths and the scalar ones (and their tails) all run; bit-identical
+    to the reference and nothing written outside ``out``."""
+    cupy = _cupy()
+    fn, rfn, nsrc, odtype = _UNPACK_CASES[fmt]
+    rng = np.random.default_rng(11)
+    host = rng.integers(0, 256, size=nsrc + 32, dtype=np.uint8)
+    src_base = cupy.asarray(host)
+    nout = ref.unpacked_shape(fmt, (nsrc,))[0]
+    obytes = nout * np.dtype(odtype).itemsize
+    dst_base = cupy.empty(obytes + 64, cupy.uint8)
+    assert src_base.data.ptr % 16 == 0 and dst_base.data.ptr % 16 == 0
+    for soff in range(16):
+        expected_out = rfn(host[soff:soff + nsrc])
+        src = _view(cupy, src_base, soff, (nsrc,), cupy.uint8)
+        assert src.data.ptr % 16 == soff
+        for doff in range(0, 16, 4):
+            dst_base.fill(SENTINEL)
+            out = _view(cupy, dst_base, doff, (nout,), odtype)
+            assert out.data.ptr % 16 == doff
+            assert fn(src, out) is out
+            expected = np.full(obytes + 64, SENTINEL, np.uint8)
+            expected[doff:doff + obytes] = expected_out.view(np.uint8)
+            assert dst_base.get().tobytes() == expected.tobytes(), (fmt, soff, doff)
+        allocated = fn(src)              # out allocated by the wrapper
+        assert allocated.dtype == odtype and allocated.shape == (nout,)
+        assert allocated.get().tobytes() == expected_out.tobytes(), (fmt, soff)
+
+
+@needs_gpu
+@pytest.mark.parametrize("heap_bytes", [1, 5, 16, 33, 1000])
+def test_gpu_zero_missing_every_alignment(heap_bytes):
+    """zero_missing with data at every byte offset (0..15) and present flags at
+    several, heap sizes that are and are not whole 16-byte vectors: the missing
+    heaps are zeroed exactly as by the reference, nothing else changes."""
+    cupy = _cupy()
+    rng = np.random.default_rng(heap_bytes)
+    n = 13
+    flags = (rng.random(n) < 0.5).astype(np.uint8)
+    flags[:2] = (0, 1)
+    flags[-1] = 0
+    total = n * heap_bytes
+    host = rng.integers(1, 256, size=total + 32, dtype=np.uint8)   # no zeros: zeroing shows
+    base = cupy.empty(total + 32, cupy.uint8)
+    pbase = cupy.empty(n + 8, cupy.uint8)
+    for off in range(16):
+        for poff in (0, 1, 3):
+            base.set(host)
+            phost = np.full(n + 8, 2, np.uint8)        # non-zero around: "present"
+            phost[poff:poff + n] = flags
+            pbase.set(phost)
+            data = _view(cupy, base, off, (total,), cupy.uint8)
+            present = _view(cupy, pbase, poff, (n,), cupy.uint8)
+            assert data.data.ptr % 16 == off
+            assert gpu.zero_missing(data, present) is data
+            expected = host.copy()
+            ref.zero_missing(expected[off:off + total], flags)
+            assert base.get().tobytes() == expected.tobytes(), (heap_bytes, off, poff)
+
+
+@needs_gpu
+@pytest.mark.parametrize("n_heaps, heap_bytes, offset", [
+    (65535, 7, 0), (65536, 16, 0), (70001, 7, 3), (140001, 64, 8), (3, (1 << 20) + 3, 5)])
+def test_gpu_zero_missing_many_heaps(n_heaps, heap_bytes, offset):
+    """More than 65535 heaps: the kernel's grid-y loop (one row of blocks per
+    65535 heaps) reaches every heap; and heaps larger than one grid-x pass."""
+    cupy = _cupy()
+    rng = np.random.default_rng(n_heaps)
+    flags = (rng.random(n_heaps) < 0.7).astype(np.uint8)
+    flags[[0, -1]] = 0
+    if n_heaps > 65535:
+        flags[65535] = 0            # the first heap of the second grid-y pass
+    else:
+        flags[1] = 1
+    total = n_heaps * heap_bytes
+    host = rng.integers(1, 256, size=total + offset + 16, dtype=np.uint8)
+    base = cupy.asarray(host)
+    data = _view(cupy, base, offset, (total,), cupy.uint8)
+    gpu.zero_missing(data, cupy.asarray(flags))
+    expected = host.copy()
+    ref.zero_missing(expected[offset:offset + total], flags)
+    got = base.get()
+    assert np.array_equal(got, expected)
+    assert not got[offset + (n_heaps - 1) * heap_bytes:offset + total].any()   # the last heap
+
+
+@needs_gpu
+@pytest.mark.parametrize("fmt, nbytes, offset", [
+    ("int8", (1 << 26) + (1 << 20) + 13, 0),    # vector kernel: more than 65536 x 256 threads' work
+    ("int8", (1 << 24) + 4099, 1),              # scalar kernel (unaligned source), likewise
+    ("int4", (1 << 25) + (1 << 19) + 7, 0),
+    ("int10", 5 * ((1 << 24) + 1001), 0),
+])
+def test_gpu_unpack_large_grid_stride(fmt, nbytes, offset):
+    """Inputs longer than one pass of the largest grid (65536 blocks of 256):
+    every grid-stride loop iterates, results bit-identical to the reference."""
+    cupy = _cupy()
+    fn, rfn, _, odtype = _UNPACK_CASES[fmt]
+    rng = np.random.default_rng(nbytes)
+    host = rng.integers(0, 256, size=nbytes + offset, dtype=np.uint8)
+    base = cupy.asarray(host)
+    src = _view(cupy, base, offset, (nbytes,), cupy.uint8)
+    got = fn(src).get()
+    del base, src
+    assert got.shape == ref.unpacked_shape(fmt, (nbytes,))
+    step = 5 << 20          # whole int10 groups and int4/cint8 pairs; bounded host memory
+    for lo in range(0, nbytes, step):
+        hi = min(lo + step, nbytes)
+        expected = rfn(host[offset + lo:offset + hi])
+        first = ref.unpacked_shape(fmt, (lo,))[0]
+        part = got[first:first + expected.size]
+        assert np.array_equal(part.view(np.uint32), expected.view(np.uint32)), (fmt, lo)
+    cupy.get_default_memory_pool().free_all_blocks()
 
 
 @needs_gpu
 def test_gpu_kernels_bit_identical_to_reference():
-    cupy = pytest.importorskip("cupy")
+    """2-D inputs (the last axis unpacked), a genuinely unaligned source (a
+    byte-offset view into a larger device buffer) and zero_missing."""
+    cupy = _cupy()
     rng = np.random.default_rng(7)
     raw = rng.integers(0, 256, size=(8, 4000), dtype=np.uint8)
-    for fmt, fn, rfn, src in [
-        ("int8", gpu.unpack_int8, ref.unpack_int8, raw),
-        ("int4", gpu.unpack_int4, ref.unpack_int4, raw),
-        ("int10", gpu.unpack_int10, ref.unpack_int10, raw),
-        ("cint8", gpu.unpack_cint8, ref.unpack_cint8, raw),
-        ("int8-unaligned", gpu.unpack_int8, ref.unpack_int8, raw[:, 1:3998]),
+    for fmt, fn, rfn in [
+        ("int8", gpu.unpack_int8, ref.unpack_int8),
+        ("int4", gpu.unpack_int4, ref.unpack_int4),
+        ("int10", gpu.unpack_int10, ref.unpack_int10),
+        ("cint8", gpu.unpack_cint8, ref.unpack_cint8),
     ]:
-        host = np.ascontiguousarray(src)
-        d = cupy.asarray(host)
-        out = fn(d)
-        cupy.cuda.get_current_stream().synchronize()
-        expected = rfn(host)
+        out = fn(cupy.asarray(raw))
+        expected = rfn(raw)
         assert out.shape == expected.shape, fmt
         assert out.get().tobytes() == expected.tobytes(), fmt
+    flat = cupy.asarray(raw.reshape(-1))
+    unaligned = flat[1:1 + 31997]
+    assert unaligned.data.ptr % 4 == 1
+    assert gpu.unpack_int8(unaligned).get().tobytes() == ref.unpack_int8(raw.reshape(-1)[1:31998]).tobytes()
     data = rng.integers(0, 256, size=(16, 1000), dtype=np.uint8)
     present = (rng.random(16) < 0.5).astype(np.uint8)
     d = cupy.asarray(data)
     gpu.zero_missing(d, cupy.asarray(present))
     assert d.get().tobytes() == ref.zero_missing(data.copy(), present).tobytes()
+
+
+@needs_gpu
+def test_gpu_kernels_on_a_non_blocking_stream():
+    """stream= runs the kernel there, after the source's producer: a source
+    written on one non-blocking stream, unpacked on another."""
+    cupy = _cupy()
+    producer = cupy.cuda.Stream(non_blocking=True)
+    consumer = cupy.cuda.Stream(non_blocking=True)
+    n = 1 << 22
+    with producer:
+        _spin(cupy, producer, 0.3)
+        src = (cupy.arange(n, dtype=cupy.int64) & 0xFF).astype(cupy.uint8).view(cupy.int8)   # after the spin
+    with consumer:
+        out = cupy.empty(n, cupy.float32)
+    consumer.synchronize()
+    with producer:
+        # cupy reports the producer stream in the source's __cuda_array_interface__
+        gpu.unpack_int8(src, out, stream=consumer)
+    consumer.synchronize()
+    expected = ref.unpack_int8((np.arange(n) & 0xFF).astype(np.uint8).view(np.int8))
+    assert out.get().tobytes() == expected.tobytes()
 
 
 @needs_gpu
@@ -878,6 +1171,187 @@ def test_gpu_group_device():
             ids.append(c.chunk_id)
             assert bool(c.present.all())
     assert ids == [0, 1, 2]
+
+
+@needs_gpu
+def test_gpu_fresh_device_buffer_reads_zero_on_non_blocking_stream():
+    """A new gpu.Buffer(n, "device") says it is ready (CAI stream None), so its
+    first use may be on any stream: read at once on a non-blocking stream it is
+    all zeros, even when the legacy default stream is busy and the memory was
+    just freed full of other data (the allocator hands the same memory back)."""
+    cupy = _cupy()
+    n = 64 << 20
+    side = cupy.cuda.Stream(non_blocking=True)
+    legacy = cupy.cuda.Stream.null
+    for i in range(6):
+        dirty = gpu.Buffer(n, "device")
+        cupy.asarray(dirty).fill(0xA5)
+        cupy.cuda.Device().synchronize()
+        del dirty                       # cudaFree; the next cudaMalloc of n bytes tends to reuse it
+        _spin(cupy, legacy, 0.2)        # anything queued on the legacy stream now waits
+        b = gpu.Buffer(n, "device")
+        with side:
+            nonzero = cupy.count_nonzero(cupy.asarray(b))
+        side.synchronize()
+        assert int(nonzero) == 0, f"iteration {i}: {int(nonzero)} non-zero bytes in a fresh buffer"
+        legacy.synchronize()
+        del b
+
+
+def _udp_chunks(kind, pkts):
+    """The chunks of a gpu.ChunkStream of *kind* fed *pkts* over UDP loopback, and its stats."""
+    sock = _free_port_socket()
+    s = make_gpu_stream(kind)
+    s.add_udp_reader(sock)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for p in pkts:
+        tx.sendto(p, sock.getsockname())
+        time.sleep(0.0002)
+    tx.close()
+
+    def consume():
+        out = []
+        for c in s:
+            with c:
+                out.append(_host_snapshot(c))
+        return out
+
+    got = run_with_timeout(consume, 30)   # a lost stop packet fails, not hangs
+    stats = s.stats
+    s.stop()
+    sock.close()
+    return got, stats
+
+
+@needs_gpu
+@pytest.mark.parametrize("kind", GPU_KINDS)
+def test_gpu_chunk_stream_udp_loopback_bit_identical_to_host(kind):
+    """Over UDP loopback (127.0.0.1, a port the OS chose) every GPU kind yields
+    the chunks the host kind yields for the same packets in process."""
+    _cupy()
+    pkts = stream_packets(n_ts=20, missing=(5,), incomplete=(9,))
+    host = make_gpu_stream("host")
+    feed_inproc(host, pkts)
+    expected = gpu_chunks(host)
+    host_packets = host.stats["packets"]
+    host.stop()
+    got, stats = _udp_chunks(kind, pkts)
+    assert stats["packets"] == host_packets, "packets were lost on loopback"
+    assert len(got) == len(expected) >= 4
+    assert zeroed_missing(got) == zeroed_missing(expected)
+    assert [g[:2] for g in got] == [e[:2] for e in expected]   # present flags identical
+
+
+@needs_gpu
+def test_gpu_stop_with_copies_in_flight():
+    """stop() and close() while host-to-device copies are queued (the copy
+    stream is held busy): nothing hangs, nothing is freed under a copy, the
+    chunk the consumer holds keeps its data and can still be used and released,
+    and chunks delivered before the stop are intact."""
+    cupy = _cupy()
+    pkts = stream_packets(n_ts=24, missing=(), incomplete=())
+    s = make_gpu_stream("device", n_chunks=8, n_device_chunks=4)
+    copy_stream = cupy.cuda.ExternalStream(s.pipeline.copy_stream)
+    _spin(cupy, copy_stream, 2.0)       # every copy queued from now on waits behind this
+    feed_inproc(s, pkts)
+    consumer = cupy.cuda.Stream(non_blocking=True)
+    c = run_with_timeout(lambda: s.get(consumer), 10)   # handed over once its copy is queued
+    with consumer:
+        first = c.data.copy()           # ordered after the copy by get(consumer)
+    assert _wait_for(lambda: s.pipeline_stats["chunks_copied"] >= 4, 5)
+    assert not copy_stream.done, "the copies finished early: the test proves nothing"
+    start = time.monotonic()
+    s.stop()
+    s.close()
+    assert time.monotonic() - start < 20
+    assert copy_stream.done             # close() waited for the copies
+    assert s.pipeline.error is None
+    consumer.synchronize()
+    assert first.get().tobytes() == _chunk_payload(c.chunk_id)
+    with consumer:
+        again = c.data.copy()           # the held chunk's memory outlives the pipeline's stop
+    consumer.synchronize()
+    assert again.get().tobytes() == _chunk_payload(c.chunk_id)
+    c.release(consumer)                 # after close: neither hangs nor raises
+    consumer.synchronize()
+    later = []
+    while True:
+        try:
+            d = s.get(consumer)
+        except spead2gpu.Stopped:
+            break
+        with consumer:
+            later.append((d.chunk_id, d.data.copy()))
+        d.release(consumer)
+    consumer.synchronize()
+    for cid, data in later:
+        assert data.get().tobytes() == _chunk_payload(cid), cid
+
+
+_EXIT_SCRIPT = r'''
+import pickle
+import sys
+
+import spead2gpu
+import spead2gpu.recv as recv
+from spead2gpu import gpu
+
+kind, mode, path = sys.argv[1:4]
+with open(path, "rb") as f:
+    pkts, (hs, ts_id, feng_id, tpc, nf), spin_source = pickle.load(f)
+lay = recv.ChunkLayout(heap_size=hs, timestamp_id=ts_id, timestamp_step=hs, timestamps_per_chunk=tpc,
+                       axes=["time", (feng_id, nf)], extra_items=[ts_id])
+extra = {"n_device_chunks": 2} if kind == "device" else {}
+s = gpu.ChunkStream(spead2gpu.ThreadPool(), recv.StreamConfig(max_heaps=4),
+                    recv.ChunkStreamConfig(place=lay, max_chunks=2), kind=kind, n_chunks=4, **extra)
+q = spead2gpu.InprocQueue()
+for p in pkts:
+    q.add_packet(p)
+s.add_inproc_reader(q)      # never stopped: the stream is still receiving at exit
+held = [s.get(), s.get()]   # every device chunk (device) / every free chunk (others) held
+import cupy
+
+work = cupy.asarray(held[0].data).astype(cupy.float32).sum()   # GPU work on a held chunk
+if mode == "busy":
+    stream = cupy.cuda.Stream(non_blocking=True)
+    kernel = cupy.RawKernel(spin_source, "spead2gpu_test_spin")
+    with stream:
+        kernel((1,), (1,), (cupy.uint64(2_000_000_000),))
+    held[1].release(stream)  # its recycle waits for the stream at exit
+print("holding", [c.chunk_id for c in held], flush=True)
+'''
+
+
+@needs_gpu
+@pytest.mark.parametrize("kind, mode", [("device", "held"), ("device", "busy"), ("pinned", "busy"),
+                                        ("mapped", "held")])
+def test_gpu_interpreter_exit_while_holding_chunks(tmp_path, kind, mode):
+    """A program that ends while it holds GPU chunks (no release, no stop; the
+    stream still receiving, the copy thread waiting for a device chunk, maybe a
+    release event pending on a busy stream) exits with status 0, promptly."""
+    import pickle
+    import subprocess
+    import sys
+
+    _cupy()
+    data = tmp_path / "packets.pickle"
+    with open(data, "wb") as f:
+        pickle.dump((stream_packets(n_ts=16, missing=(), incomplete=())[:-1], (HS, TS_ID, FENG_ID, TPC, NF),
+                     _SPIN_SOURCE), f)
+    script = tmp_path / "exit_holding.py"
+    script.write_text(_EXIT_SCRIPT)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(spead2gpu.__file__))]
+                                        + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, str(script), kind, mode, str(data)], capture_output=True,
+                          text=True, env=env, timeout=90)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "holding [0, 1]" in proc.stdout, proc.stdout + proc.stderr
+    for bad in ("Traceback", "terminate called", "Fatal Python error", "Segmentation fault", "Aborted"):
+        assert bad not in proc.stderr, proc.stderr
+    assert elapsed < 45, f"exit took {elapsed:.1f} s"
 
 
 # ---------------------------------------------------------------------------

@@ -16,6 +16,11 @@ Memory kinds (chosen by a word)
     ``device`` (or ``pinned`` for heap allocators) when a GPU is usable, else
     ``host``; the reason is logged and kept in ``fallback_reason``.
 
+For every kind the network thread copies each payload byte once, from the
+UDP reader's packet buffer into the chunk (``device``: into the staging
+chunk, then one DMA per chunk); it is not GPUDirect RDMA (README.md, "What
+happens to each byte").
+
 A GPU kind without a usable GPU raises :class:`GpuUnavailableError` naming the
 cause (:func:`unavailable_reason`).
 

@@ -87,6 +87,8 @@ def zero_missing(data, present, *, stream=None, device=None):
     return data
 
 
+#: Alignment the kernels need of ``out`` (they store float32); the source may have any alignment.
+_OUT_ALIGNMENT = 4
 _OUT_DTYPES = {"int8": np.float32, "int4": np.float32, "int10": np.float32, "cint8": np.complex64}
 _REFERENCE = {"int8": reference.unpack_int8, "int4": reference.unpack_int4,
               "int10": reference.unpack_int10, "cint8": reference.unpack_cint8}
@@ -112,6 +114,10 @@ def _unpack(fmt, src, out, stream, device):
     optr, _, odtype, obytes, ostream = _cai(out, "out")
     if odtype != np.dtype(_OUT_DTYPES[fmt]) or obytes != n * odtype.itemsize:
         raise ValueError(f"out must be {np.dtype(_OUT_DTYPES[fmt])} with {n} elements")
+    if optr % _OUT_ALIGNMENT:
+        # The kernels store float32 values: a misaligned store is a GPU fault
+        # that leaves the CUDA context unusable.
+        raise ValueError(f"out must be {_OUT_ALIGNMENT}-byte aligned (its address is {optr:#x})")
     handle = current_stream(stream)
     _order_after_producer(handle, sstream, dev)
     _order_after_producer(handle, ostream, dev)
