@@ -54,8 +54,11 @@ def _device_of(*arrays, device=None):
 
 
 def _order_after_producer(handle, producer, device):
-    if producer is not None and producer not in (handle,):
-        _gpu._stream_wait_stream(handle, 0 if producer == 1 else producer, device)
+    if producer is None:
+        return
+    producer = 0 if producer == 1 else producer   # CAI's 1 is the legacy default stream, handle 0
+    if producer != handle:
+        _gpu._stream_wait_stream(handle, producer, device)
 
 
 def zero_missing(data, present, *, stream=None, device=None):
