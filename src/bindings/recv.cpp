@@ -258,11 +258,20 @@ void register_recv_impl(py::module_ &m)
                       "Also report spead2gpu's own statistics (``spead2gpu.*``: malformed and rejected packets, "
                       "kernel drops, bad placements, free-chunk waits); off by default, so that the statistics "
                       "are exactly spead2's")
+        .def_property("max_heap_length", &stream_config::get_max_heap_length, &stream_config::set_max_heap_length,
+                      "spead2gpu only: packets of a heap longer than this (HEAP_LENGTH, or an unsized heap's "
+                      "payload end) are refused and counted, so that a hostile header cannot make the stream "
+                      "allocate what it claims (default 2 GiB)")
+        .def_property("max_heap_items", &stream_config::get_max_heap_items, &stream_config::set_max_heap_items,
+                      "spead2gpu only: packets that would give one heap more distinct item pointers (or, out "
+                      "of order, payload fragments) than this are refused and counted (default 2**20)")
         .def_property_readonly("stats", &stream_config::get_stats)
         .def("add_stat", &stream_config::add_stat, "name"_a, "mode"_a = stat_mode::COUNTER)
         .def("get_stat_index", &stream_config::get_stat_index, "name"_a)
         .def("next_stat_index", &stream_config::next_stat_index)
-        .def_readonly_static("DEFAULT_MAX_HEAPS", &stream_config::default_max_heaps);
+        .def_readonly_static("DEFAULT_MAX_HEAPS", &stream_config::default_max_heaps)
+        .def_readonly_static("DEFAULT_MAX_HEAP_LENGTH", &stream_config::default_max_heap_length)
+        .def_readonly_static("DEFAULT_MAX_HEAP_ITEMS", &stream_config::default_max_heap_items);
 
     py::class_<ring_stream_config>(m, "RingStreamConfig", "Ring options of a receive stream")
         .def(py::init(&from_kwargs<ring_stream_config>))

@@ -101,6 +101,12 @@ class StreamConfig:
     explicit_start: bool
     #: spead2gpu only: also report the ``spead2gpu.*`` statistics (default False: exactly spead2's).
     extended_stats: bool
+    #: spead2gpu only: the longest heap accepted (default 2 GiB).
+    max_heap_length: int
+    #: spead2gpu only: the most distinct item pointers (or out-of-order fragments) one heap may have.
+    max_heap_items: int
+    DEFAULT_MAX_HEAP_LENGTH: ClassVar[int]
+    DEFAULT_MAX_HEAP_ITEMS: ClassVar[int]
     def __init__(
         self,
         *,
@@ -115,6 +121,8 @@ class StreamConfig:
         stream_id: int = ...,
         explicit_start: bool = ...,
         extended_stats: bool = ...,
+        max_heap_length: int = ...,
+        max_heap_items: int = ...,
     ) -> None: ...
     @property
     def stats(self) -> list[StreamStatConfig]: ...

@@ -6,6 +6,12 @@
 namespace spead2gpu::recv
 {
 
+namespace
+{
+/// Up to this many pointers a heap de-duplicates by a linear search (no allocation); beyond, by pointer_set.
+constexpr std::size_t linear_dedup_limit = 32;
+} // namespace
+
 void live_heap::reset(const packet_header &packet, std::uint32_t bug_compat_)
 {
     cnt = packet.heap_cnt;
@@ -19,6 +25,7 @@ void live_heap::reset(const packet_header &packet, std::uint32_t bug_compat_)
     payload.reset();
     payload_capacity = 0;
     pointers.clear();
+    pointer_set.clear();
     payload_ranges.clear();
     placement = heap_placement();
 }
@@ -39,11 +46,46 @@ live_heap &live_heap::operator=(live_heap &&other) noexcept
         payload_capacity = std::exchange(other.payload_capacity, 0);
         pointers = std::move(other.pointers);
         other.pointers.clear();
+        pointer_set = std::move(other.pointer_set);
+        other.pointer_set.clear();
         payload_ranges = std::move(other.payload_ranges);
         other.payload_ranges.clear();
         placement = std::exchange(other.placement, heap_placement());
     }
     return *this;
+}
+
+bool live_heap::has_pointer(item_pointer_t p) const
+{
+    if (pointers.size() <= linear_dedup_limit)
+        return std::find(pointers.begin(), pointers.end(), p) != pointers.end();
+    return pointer_set.count(p) != 0;
+}
+
+void live_heap::add_pointer(item_pointer_t p)
+{
+    if (has_pointer(p))
+        return;
+    pointers.push_back(p);
+    if (pointers.size() == linear_dedup_limit + 1)
+        pointer_set.insert(pointers.begin(), pointers.end()); // switch to the set
+    else if (pointers.size() > linear_dedup_limit + 1)
+        pointer_set.insert(p);
+}
+
+std::size_t live_heap::count_new_pointers(const packet_header &packet) const
+{
+    std::size_t n = 0;
+    for (int i = 0; i < packet.n_items; i++)
+    {
+        item_pointer_t p = packet.pointer(i);
+        item_pointer_t id = (p & ~immediate_mask) >> heap_address_bits;
+        if (id >= HEAP_CNT_ID && id <= PAYLOAD_LENGTH_ID)
+            continue;
+        if (!has_pointer(p))
+            n++; // a pointer repeated within this packet is counted twice: a bound, not an exact count
+    }
+    return n;
 }
 
 void live_heap::clear()
@@ -118,6 +160,14 @@ packet_result live_heap::add_packet(const packet_header &packet, const live_heap
     const s_item_pointer_t end = start + packet.payload_length;
     if (known_length >= 0 && end > known_length)
         return packet_result::beyond_heap;
+    // Hostile lengths are refused before anything is allocated for them.
+    if (std::size_t(known_length >= 0 ? known_length : end) > opts.max_heap_length)
+        return packet_result::too_long;
+    if (pointers.size() + std::size_t(packet.n_items) > opts.max_heap_items + 4 &&
+        pointers.size() + count_new_pointers(packet) > opts.max_heap_items)
+        return packet_result::too_many_items;
+    if (opts.allow_out_of_order && payload_ranges.size() >= opts.max_heap_items)
+        return packet_result::too_many_items;
 
     // Check item pointers before changing any state.
     const int hab = heap_address_bits;
@@ -193,8 +243,7 @@ packet_result live_heap::add_packet(const packet_header &packet, const live_heap
             continue;
         if (id == STREAM_CTRL_ID && (p & immediate_mask) && (p & addr_mask) == CTRL_STREAM_STOP)
             end_of_stream = true;
-        if (std::find(pointers.begin(), pointers.end(), p) == pointers.end())
-            pointers.push_back(p);
+        add_pointer(p);
     }
     if (packet.payload_length > 0)
     {
@@ -244,6 +293,8 @@ packet_result_log packet_result_message(packet_result result)
         {log_level::info, "packet rejected because its HEAP_LEN is too small for the heap"},
         {log_level::debug, "packet rejected because its payload lies beyond the heap length"},
         {log_level::info, "packet rejected because it has no HEAP_LEN"},
+        {log_level::warning, "packet rejected because its heap would be longer than max_heap_length"},
+        {log_level::warning, "packet rejected because its heap would have more than max_heap_items items"},
         {log_level::warning, "packet rejected because its heap's payload could not be allocated"},
     };
     static_assert(std::size(table) == packet_result_count);

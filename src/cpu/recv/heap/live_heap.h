@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <unordered_set>
 #include <vector>
 #include "common/allocator.h"
 #include "common/constants.h"
@@ -28,6 +29,8 @@ enum class packet_result
     length_too_small, ///< HEAP_LENGTH is less than payload or item addresses already seen
     beyond_heap, ///< an unsized packet's payload lies beyond the heap's known length
     unsized, ///< no HEAP_LENGTH and unsized heaps are not allowed
+    too_long, ///< the heap would be longer than max_heap_length
+    too_many_items, ///< the heap would have more than max_heap_items item pointers or fragments
     no_memory ///< the payload buffer could not be allocated
 };
 
@@ -85,6 +88,8 @@ struct live_heap_options
     memcpy_function memcpy = nullptr;
     memory_allocator *allocator = nullptr;
     heap_placer *placer = nullptr; ///< if set, replaces the allocator
+    std::size_t max_heap_length = std::size_t(-1); ///< longer heaps are refused (stream_config::max_heap_length)
+    std::size_t max_heap_items = std::size_t(-1); ///< more pointers or fragments are refused
 };
 
 /**
@@ -110,12 +115,23 @@ class live_heap
     std::size_t payload_capacity = 0; ///< bytes writable at payload
     /// Item pointers (host order), without the four packet specials, de-duplicated.
     std::vector<item_pointer_t> pointers;
+    /**
+     * The same pointers as a set, built once a heap has many (beyond
+     * linear_dedup_limit), so that de-duplication stays O(1) per pointer
+     * instead of O(n): a flood of items cannot make reassembly quadratic.
+     */
+    std::unordered_set<item_pointer_t> pointer_set;
     /// Received [start, end) ranges, merged; kept only in out-of-order mode.
     std::map<s_item_pointer_t, s_item_pointer_t> payload_ranges;
     /// Set by a heap_placer; payload is then non-owning.
     heap_placement placement;
 
     void reserve(std::size_t size, const packet_header &packet, const live_heap_options &opts);
+    bool has_pointer(item_pointer_t p) const;
+    /// Append @a p unless the heap has it already.
+    void add_pointer(item_pointer_t p);
+    /// How many of @a packet's item pointers (specials excepted) the heap does not have yet.
+    std::size_t count_new_pointers(const packet_header &packet) const;
 
 public:
     live_heap() = default;

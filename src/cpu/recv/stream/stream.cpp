@@ -20,6 +20,22 @@ stream_config &stream_config::set_substreams(std::size_t v)
     return *this;
 }
 
+stream_config &stream_config::set_max_heap_length(std::size_t v)
+{
+    if (v == 0)
+        throw std::invalid_argument("max_heap_length cannot be 0");
+    max_heap_length = v;
+    return *this;
+}
+
+stream_config &stream_config::set_max_heap_items(std::size_t v)
+{
+    if (v == 0)
+        throw std::invalid_argument("max_heap_items cannot be 0");
+    max_heap_items = v;
+    return *this;
+}
+
 stream_config &stream_config::set_bug_compat(std::uint32_t v)
 {
     if (v & ~bug_compat_all)
@@ -92,6 +108,8 @@ stream::stream(std::shared_ptr<thread_pool> pool_, const stream_config &config_,
     heap_opts.allow_unsized_heaps = config.get_allow_unsized_heaps();
     heap_opts.memcpy = get_memcpy_function(config.get_memcpy());
     heap_opts.allocator = config.get_memory_allocator().get();
+    heap_opts.max_heap_length = config.get_max_heap_length();
+    heap_opts.max_heap_items = config.get_max_heap_items();
     started = !config.get_explicit_start();
 }
 

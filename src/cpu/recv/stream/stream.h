@@ -30,6 +30,10 @@ class stream_config
 {
 public:
     static constexpr std::size_t default_max_heaps = 4;
+    /// Default bound on one heap's length (HEAP_LENGTH, or an unsized heap's payload end): 2 GiB.
+    static constexpr std::size_t default_max_heap_length = std::size_t(1) << 31;
+    /// Default bound on one heap's distinct item pointers (and out-of-order payload fragments).
+    static constexpr std::size_t default_max_heap_items = std::size_t(1) << 20;
 
 private:
     std::size_t max_heaps = default_max_heaps;
@@ -43,6 +47,8 @@ private:
     std::uint64_t stream_id = 0;
     bool explicit_start = false;
     bool extended_stats = false;
+    std::size_t max_heap_length = default_max_heap_length;
+    std::size_t max_heap_items = default_max_heap_items;
     std::vector<stat_config> stats = default_stat_configs();
 
 public:
@@ -99,6 +105,21 @@ public:
         return *this;
     }
     bool get_extended_stats() const { return extended_stats; }
+    /**
+     * Refuse packets of heaps longer than this (their HEAP_LENGTH, or for an
+     * unsized heap the end of its payload): a hostile packet must not make
+     * the stream allocate the 2^40 bytes its header claims. spead2 has no
+     * such bound; heaps this long (2 GiB by default) are not SPEAD practice.
+     */
+    stream_config &set_max_heap_length(std::size_t v);
+    std::size_t get_max_heap_length() const { return max_heap_length; }
+    /**
+     * Refuse packets that would give one heap more than this many distinct
+     * item pointers (or, out of order, payload fragments), so that a flood of
+     * packets for one heap cannot grow its bookkeeping without bound.
+     */
+    stream_config &set_max_heap_items(std::size_t v);
+    std::size_t get_max_heap_items() const { return max_heap_items; }
 
     /// Register a custom statistic; returns its index. Duplicate names throw invalid_argument.
     std::size_t add_stat(const std::string &name, stat_mode mode = stat_mode::COUNTER);
