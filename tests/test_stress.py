@@ -1,0 +1,239 @@
+"""Stress and lifecycle (marker ``stress``; bounded loops, run by CI with the rest).
+
+Every case checks that it leaves no file descriptor behind, and the loops
+check that resident memory stays flat: a receiver runs for months, so a
+leak of one socket or one heap per stop would eventually take it down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import spead2gpu
+import spead2gpu.recv
+import spead2gpu.recv.asyncio
+import spead2gpu.send
+import spead2gpu.send.asyncio
+from conftest import addr, heap_packet, imm, run_with_timeout, stop_packet
+
+pytestmark = pytest.mark.stress
+
+recv, send = spead2gpu.recv, spead2gpu.send
+TS_ID, DATA_ID, FENG_ID = 0x1600, 0x3300, 0x4101
+HS = 1024
+
+
+def open_fds():
+    return set(os.listdir("/proc/self/fd"))
+
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.fixture(autouse=True)
+def no_fd_leak():
+    gc.collect()
+    before = open_fds()
+    yield
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while (leaked := open_fds() - before) and time.monotonic() < deadline:
+        time.sleep(0.05)            # a closing thread may still be on its way out
+        gc.collect()
+    assert not leaked, f"file descriptors left open: {sorted(leaked)}"
+
+
+def one_packet_heap(cnt, ts=None, feng=None):
+    ts = cnt if ts is None else ts
+    items = [imm(TS_ID, ts * HS), addr(DATA_ID, 0)]
+    if feng is not None:
+        items.insert(1, imm(FENG_ID, feng))
+    return heap_packet(cnt, 0, bytes([cnt & 0xFF]) * HS, HS, items)
+
+
+def udp_socket():
+    sk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sk.bind(("127.0.0.1", 0))
+    return sk
+
+
+# ---------------------------------------------------------------------------
+
+def test_streams_created_and_destroyed_with_readers_attached():
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    payload = b"".join(one_packet_heap(c) for c in range(1, 20)) + stop_packet(20)
+
+    def cycle():
+        s = recv.Stream(spead2gpu.ThreadPool(), recv.StreamConfig(), recv.RingStreamConfig(heaps=2))
+        s.add_udp_reader(0, bind_hostname="127.0.0.1")
+        s.add_tcp_reader(listener)
+        q = spead2gpu.InprocQueue()
+        s.add_inproc_reader(q)
+        s.add_buffer_reader(payload)
+        n = 0
+        for _ in s:                      # ends at the buffer's stop heap
+            n += 1
+        assert n == 19
+        q.stop()
+        s.stop()
+
+    for _ in range(10):                  # warm-up: allocator pools, thread stacks
+        cycle()
+    gc.collect()
+    base = rss()
+    for _ in range(150):
+        cycle()
+    gc.collect()
+    growth = rss() - base
+    assert growth < 16 << 20, f"RSS grew by {growth / 2**20:.1f} MiB over 150 streams"
+    listener.close()
+
+
+@pytest.mark.parametrize("kind", ["ring", "chunk"])
+def test_blocked_worker_then_stop(kind):
+    """A full data ring (or no free chunk) blocks the worker; stop() must still return."""
+    for i in range(10):
+        q = spead2gpu.InprocQueue()
+        for c in range(1, 400):
+            q.add_packet(one_packet_heap(c))
+        if kind == "ring":
+            s = recv.Stream(spead2gpu.ThreadPool(), recv.StreamConfig(), recv.RingStreamConfig(heaps=1))
+        else:
+            lay = recv.ChunkLayout(heap_size=HS, timestamp_id=TS_ID, timestamp_step=HS,
+                                   timestamps_per_chunk=4)
+            s = recv.ChunkRingStream(spead2gpu.ThreadPool(), recv.StreamConfig(),
+                                     recv.ChunkStreamConfig(place=lay, max_chunks=1),
+                                     recv.ChunkRingbuffer(1), recv.ChunkRingbuffer(1))
+            s.add_free_chunk(recv.Chunk(data=np.zeros(4 * HS, np.uint8), present=np.zeros(4, np.uint8)))
+        s.add_inproc_reader(q)
+        # (Not polling stats: a worker blocked on a full ring holds the stream's batch.)
+        time.sleep(0.02 + 0.01 * (i % 3))
+        start = time.monotonic()
+        s.stop()
+        assert time.monotonic() - start < 5
+        q.stop()
+
+
+@pytest.mark.parametrize("mode", ["LOSSLESS", "LOSSY"])
+def test_group_member_stopped_mid_stream(mode):
+    n_members, tpc = 3, 4
+    lay = recv.ChunkLayout(heap_size=HS, timestamp_id=TS_ID, timestamp_step=HS, timestamps_per_chunk=tpc,
+                           axes=["time", (FENG_ID, n_members)])
+    for round_ in range(6):
+        data_ring, free_ring = recv.ChunkRingbuffer(4), recv.ChunkRingbuffer(4)
+        eviction = getattr(recv.ChunkStreamGroupConfig.EvictionMode, mode)
+        gcfg = recv.ChunkStreamGroupConfig(max_chunks=2, eviction_mode=eviction)
+        group = recv.ChunkStreamRingGroup(gcfg, data_ring, free_ring)
+        queues = []
+        for _ in range(n_members):
+            member = group.emplace_back(spead2gpu.ThreadPool(), recv.StreamConfig(),
+                                        recv.ChunkStreamConfig(place=lay, max_chunks=2))
+            q = spead2gpu.InprocQueue()
+            member.add_inproc_reader(q)
+            queues.append(q)
+        for _ in range(4):
+            group.add_free_chunk(recv.Chunk(data=np.zeros(lay.chunk_data_size, np.uint8),
+                                            present=np.zeros(lay.heaps_per_chunk, np.uint8)))
+        victim = round_ % n_members
+
+        def produce():
+            cnt = 1
+            for ts in range(40 * tpc):
+                for f in range(n_members):
+                    if f == victim and ts == 10 * tpc:
+                        group[f].stop()          # this member stops mid-stream
+                    queues[f].add_packet(one_packet_heap(cnt, ts, f))
+                    cnt += 1
+            for q in queues:
+                q.stop()
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+
+        def consume():
+            ids = []
+            for chunk in data_ring:
+                ids.append(chunk.chunk_id)
+                chunk.present[:] = 0
+                group.add_free_chunk(chunk)
+            return ids
+
+        ids = run_with_timeout(consume, 30)
+        producer.join(10)
+        assert ids == sorted(ids)
+        group.stop()
+
+
+def test_asyncio_cancellation_of_gets_and_sends():
+    async def run():
+        for _ in range(20):
+            s = recv.asyncio.Stream(spead2gpu.ThreadPool(), recv.StreamConfig(),
+                                    recv.RingStreamConfig(heaps=2))
+            q = spead2gpu.InprocQueue()
+            s.add_inproc_reader(q)
+            pending = asyncio.ensure_future(s.get())
+            await asyncio.sleep(0.001)
+            pending.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await pending
+            q.add_packet(one_packet_heap(1))   # the cancelled get must not have eaten it
+            heap = await asyncio.wait_for(s.get(), 5)
+            assert heap.cnt == 1
+            q.stop()
+            s.stop()
+
+            sk = udp_socket()
+            tx = send.asyncio.UdpStream(spead2gpu.ThreadPool(), [("127.0.0.1", sk.getsockname()[1])],
+                                        send.StreamConfig(rate=1e6, max_heaps=64))
+            ig = send.ItemGroup()
+            ig.add_item(0x1000, "x", "", shape=(8192,), dtype=np.uint8, value=np.zeros(8192, np.uint8))
+            futures = [tx.async_send_heap(ig.get_heap()) for _ in range(8)]
+            for fut in futures[4:]:
+                fut.cancel()
+            done = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 20)
+            assert all(isinstance(d, (int, asyncio.CancelledError)) for d in done), done
+            await asyncio.wait_for(tx.async_flush(), 20)
+            del tx
+            sk.close()
+
+    asyncio.run(run())
+
+
+def test_garbage_collected_from_other_threads():
+    """Streams, heaps, chunks and rings whose last reference goes away on another thread."""
+    objects = []
+    for i in range(30):
+        s = recv.Stream(spead2gpu.ThreadPool(), recv.StreamConfig(), recv.RingStreamConfig(heaps=4))
+        q = spead2gpu.InprocQueue()
+        for c in range(1, 4):
+            q.add_packet(one_packet_heap(c))
+        q.stop()
+        s.add_inproc_reader(q)
+        heaps = list(s)
+        ring = recv.ChunkRingbuffer(2)
+        ring.put(recv.Chunk(data=np.zeros(64, np.uint8), present=np.zeros(1, np.uint8)))
+        objects.append([s if i % 2 else None, heaps, ring, recv.Chunk(data=np.zeros(64, np.uint8))])
+        del s, heaps, ring
+
+    def drop(batch):
+        batch.clear()
+        gc.collect()
+
+    threads = [threading.Thread(target=drop, args=(objects[i],)) for i in range(len(objects))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert not any(t.is_alive() for t in threads)
