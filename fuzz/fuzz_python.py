@@ -4,7 +4,7 @@ Run it with ``fuzz/run.sh python <seconds>`` (see fuzz/README.md).  Without
 atheris, ``python fuzz/fuzz_python.py --replay FILE...`` replays inputs, which is what
 tests/test_fuzz_regressions.py does with fuzz/regressions/python/*.
 
-Input: 4 configuration bytes, then the body.
+Input: 5 configuration bytes, then the body.
 
   0  route (bits 0-1): 0 ``add_buffer_reader(body)``; 1 an InprocQueue of
      datagrams; 2 a pcap file given to ``add_udp_pcap_file_reader``; 3 a
@@ -19,6 +19,8 @@ Input: 4 configuration bytes, then the body.
   3  max_chunks 1 + (0-1); free chunks max_chunks + 1 + (2-3); the
      new_order given to ItemGroup.update (4-5); pcap link type (6-7):
      Ethernet, raw IPv4, Linux cooked (SLL), Ethernet with IPv6
+  4  max_heap_length: default if (0-3) is 0, else 64 << (0-3);
+     max_heap_items: default if (4-7) is 0, else 1 << ((4-7) - 1)
 
 Datagrams: a 2-byte big-endian length, then that many bytes, repeated.
 
@@ -43,6 +45,7 @@ AXIS_ID = 0x1601
 EXTRA_ID = 0x1603
 AXIS_COUNT = 4
 NEW_ORDERS = ("=", "|", "<", ">")
+CONFIG_BYTES = 5
 UDP_PORT = 7148
 
 _pool = None
@@ -91,12 +94,19 @@ class Config:
         self.n_chunks = self.max_chunks + 1 + ((b[3] >> 2) & 3)
         self.new_order = NEW_ORDERS[(b[3] >> 4) & 3]
         self.link = b[3] >> 6
+        self.max_heap_length = 64 << (b[4] & 15) if b[4] & 15 else None
+        self.max_heap_items = 1 << ((b[4] >> 4) - 1) if b[4] >> 4 else None
 
     def stream_config(self):
+        bounds = {}
+        if self.max_heap_length:
+            bounds["max_heap_length"] = self.max_heap_length
+        if self.max_heap_items:
+            bounds["max_heap_items"] = self.max_heap_items
         return spead2gpu.recv.StreamConfig(
             max_heaps=self.max_heaps, substreams=self.substreams, bug_compat=self.bug_compat,
             allow_out_of_order=self.out_of_order, allow_unsized_heaps=self.unsized,
-            stop_on_stop_item=self.stop_on_stop_item, extended_stats=True)
+            stop_on_stop_item=self.stop_on_stop_item, extended_stats=True, **bounds)
 
 
 def split_datagrams(body):
@@ -302,10 +312,10 @@ def run_input(data: bytes) -> None:
     """Run one fuzz input; raises on a finding."""
     global _tmpdir
     _import()
-    if len(data) < 4:
+    if len(data) < CONFIG_BYTES:
         return
-    cfg = Config(data[:4])
-    body = bytes(data[4:])
+    cfg = Config(data[:CONFIG_BYTES])
+    body = bytes(data[CONFIG_BYTES:])
     if cfg.route == 3:
         receive_chunks(cfg, body)
         return

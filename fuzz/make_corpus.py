@@ -204,8 +204,10 @@ def cpp_config(
     slack=0,
     alloc_log=15,
     network_end=False,
+    max_len_log=0,
+    max_items_log=0,
 ):
-    b = [0] * 8
+    b = [0] * 9
     b[0] = KINDS[kind] | ooo << 3 | unsized << 4 | buffer << 5 | no_stop << 6 | keep << 7
     b[1] = (max_heaps - 1) | (substreams - 1) << 3 | bug_compat << 5
     b[2] = (max_chunks - 1) | (heap_log - 2) << 2 | presence << 5 | presence_shift << 6
@@ -214,6 +216,7 @@ def cpp_config(
     b[5] = (hpc - 1) | wild << 3 | extra_words << 4 | bias << 6 | no_present << 7
     b[6] = max_size_log | nontemporal << 3 | claim_more << 4 | slack << 5
     b[7] = alloc_log | network_end << 4
+    b[8] = max_len_log | max_items_log << 4
     return bytes(b)
 
 
@@ -257,6 +260,9 @@ def recv_corpus():
             for pair in zip(heap_packets(4, pattern(4, 64), 16), heap_packets(5, pattern(5, 64), 16))
             for p in pair
         ],
+    )
+    seeds["collector_bounds"] = cpp_input(
+        cpp_config("collector", max_len_log=5, max_items_log=4, ooo=True, keep=True), shuffled + unsized
     )
     seeds["collector_no_memory"] = cpp_input(cpp_config("collector", alloc_log=2, network_end=True), base)
     seeds["ring_contiguous_only"] = cpp_input(
@@ -362,12 +368,15 @@ def py_config(
     free_extra=1,
     order=0,
     link=0,
+    max_len_log=0,
+    max_items_log=0,
 ):
     b0 = route | (raw_pcap or chunk_buffer) << 2 | ooo << 4 | unsized << 5 | not_contiguous << 6 | keep << 7
     b1 = (max_heaps - 1) | (substreams - 1) << 3 | bug_compat << 5
     b2 = (heap_log - 2) | (tpc - 1) << 3 | axis << 5 | extra << 6 | no_stop << 7
     b3 = (max_chunks - 1) | free_extra << 2 | order << 4 | link << 6
-    return bytes((b0, b1, b2, b3))
+    b4 = max_len_log | max_items_log << 4
+    return bytes((b0, b1, b2, b3, b4))
 
 
 def descriptor_packet(cnt, numpy_header=None, fmt=b"", shape=b"", name=b"x", desc=b"d", item_id=0x1000):
@@ -427,6 +436,9 @@ def python_corpus():
         shuffled
     )
     seeds["inproc_malformed"] = py_config(1, not_contiguous=True) + framed(small[:3] + MALFORMED + small[3:])
+    seeds["inproc_bounds"] = py_config(
+        1, ooo=True, not_contiguous=True, keep=True, max_len_log=4, max_items_log=5
+    ) + framed(shuffled + base)
     seeds["buffer_malformed"] = py_config(0) + b"".join(small[:2] + MALFORMED)
     for link in range(4):
         seeds[f"pcap_wrapped_link{link}"] = py_config(2, link=link) + framed(small)

@@ -29,6 +29,8 @@
  *   7  allocator cap 64 << (0-3) bytes (larger heaps get bad_alloc, i.e.
  *      no_memory); 4 end of input by the network (stop_received) rather
  *      than stop()
+ *   8  max_heap_length: default if (0-3) is 0, else 16 << (0-3);
+ *      max_heap_items: default if (4-7) is 0, else 1 << ((4-7) - 1)
  *
  * Item IDs the layouts and the callback use: timestamp 0x1600, axis /
  * wild heap index 0x1601, wild heap offset 0x1602, extra item / wild extra
@@ -121,6 +123,7 @@ struct fuzz_config
     std::int64_t chunk_bias = 0;
     bool no_present = false;
     std::size_t max_size = 64, data_slack = 0, alloc_cap = 64;
+    std::size_t max_heap_length = 0, max_heap_items = 0; ///< 0: the stream's default
 
     bool is_chunk() const { return kind >= stream_kind::chunk_layout; }
     bool is_layout() const { return kind == stream_kind::chunk_layout || kind == stream_kind::ring_chunk_layout; }
@@ -165,6 +168,10 @@ fuzz_config parse_config(const std::uint8_t *b)
     c.data_slack = ((b[6] >> 5) & 3) * c.heap_size / 2;
     c.alloc_cap = std::size_t(64) << (b[7] & 15);
     c.network_end = (b[7] >> 4) & 1;
+    if (b[8] & 15)
+        c.max_heap_length = std::size_t(16) << (b[8] & 15);
+    if (b[8] >> 4)
+        c.max_heap_items = std::size_t(1) << ((b[8] >> 4) - 1);
     return c;
 }
 
@@ -819,6 +826,10 @@ void run_recv_input(const std::uint8_t *data, std::size_t size)
         .set_memcpy(cfg.nontemporal ? memcpy_function_id::NONTEMPORAL : memcpy_function_id::STD)
         .set_memory_allocator(std::make_shared<capped_allocator>(cfg.alloc_cap))
         .set_extended_stats(true);
+    if (cfg.max_heap_length)
+        sc.set_max_heap_length(cfg.max_heap_length);
+    if (cfg.max_heap_items)
+        sc.set_max_heap_items(cfg.max_heap_items);
 
     if (!cfg.is_chunk())
     {

@@ -6,7 +6,7 @@
  * normal C++ tests (tests/cpp/fuzz_replay_test.cpp), so a saved input runs
  * exactly the same checks with or without clang and libFuzzer.
  *
- * Input: 8 configuration bytes (see recv_harness.cpp, struct fuzz_config),
+ * Input: 9 configuration bytes (see recv_harness.cpp, struct fuzz_config),
  * then the packets: as datagrams with a 2-byte big-endian length prefix
  * each, or (a configuration bit) one buffer replayed as add_buffer_reader
  * does, resynchronising on the next SPEAD magic after garbage.
@@ -26,7 +26,7 @@ namespace spead2gpu::fuzz
 {
 
 /// Number of configuration bytes at the start of an input.
-constexpr std::size_t config_bytes = 8;
+constexpr std::size_t config_bytes = 9;
 
 /// Run one input; aborts (with a message on stderr) if a check fails.
 void run_recv_input(const std::uint8_t *data, std::size_t size);
