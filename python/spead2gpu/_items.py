@@ -161,7 +161,9 @@ class Descriptor:
         """
         try:
             d = ast.literal_eval(header)
-        except SyntaxError as e:
+        except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError) as e:
+            # literal_eval raises ValueError for a non-literal, SyntaxError for
+            # bad syntax, MemoryError/RecursionError for deep nesting.
             raise ValueError(f"Cannot parse descriptor: {header!r}\nException: {e!r}") from e
         if not isinstance(d, dict):
             raise ValueError(f"Descriptor is not a dictionary: {d!r}")
@@ -178,7 +180,9 @@ class Descriptor:
             raise ValueError(f"fortran_order is not a valid bool: {fortran_order!r}")
         try:
             dtype = _np.dtype(d["descr"])
-        except TypeError as e:
+        except (TypeError, ValueError, SyntaxError, OverflowError, MemoryError, RecursionError) as e:
+            # numpy parses a comma-separated descr such as "u4,(" with Python's
+            # own parser, which raises SyntaxError; a bad shape raises ValueError.
             raise ValueError("descr is not a valid dtype descriptor: {!r}".format(d["descr"])) from e
         order = "F" if fortran_order else "C"
         return shape, order, dtype
