@@ -11,6 +11,8 @@ import asyncio
 import gc
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -101,6 +103,141 @@ def test_streams_created_and_destroyed_with_readers_attached():
     listener.close()
 
 
+# A sender process blasting UDP heaps at full rate (rate=0) to every port
+# named on its command line, one substream per port, until it is killed.  It
+# is a separate process so the receiver's GIL and cores are not shared with it.
+BLASTER = r"""
+import sys
+import numpy as np
+import spead2gpu, spead2gpu.send as send
+ports = [int(p) for p in sys.argv[1:]]
+tx = send.UdpStream(spead2gpu.ThreadPool(), [("127.0.0.1", p) for p in ports],
+                    send.StreamConfig(rate=0, max_packet_size=1472, max_heaps=len(ports) * 4))
+ig = send.ItemGroup()
+ig.add_item(0x1600, "timestamp", "", shape=(), format=[("u", 48)])
+ig.add_item(0x3300, "data", "", shape=(8192,), dtype=np.uint8)
+ig["data"].value = np.arange(8192, dtype=np.uint8)
+ts = 0
+while True:
+    heaps = []
+    for sub in range(len(ports)):
+        ig["timestamp"].value = ts * 8192
+        heaps.append(send.HeapReference(ig.get_heap(descriptors="none", data="all"), substream_index=sub))
+    ts += 1
+    try:
+        tx.send_heaps(heaps, send.GroupMode.ROUND_ROBIN)
+    except OSError:
+        pass        # ECONNREFUSED from a port with no reader yet
+"""
+
+
+def full_rate_receiver(kind, tp):
+    """(streams, the object whose stop() ends them all, what the consumer iterates) for one round."""
+    lay = recv.ChunkLayout(heap_size=8192, timestamp_id=TS_ID, timestamp_step=8192, timestamps_per_chunk=8)
+    if kind == "ring":
+        stream = recv.Stream(tp, recv.StreamConfig(), recv.RingStreamConfig(heaps=4))
+        return [stream], stream, stream
+    data_ring, free_ring = recv.ChunkRingbuffer(2), recv.ChunkRingbuffer(4)
+    chunk_config = recv.ChunkStreamConfig(place=lay, max_chunks=2)
+    if kind == "chunk":
+        owner = recv.ChunkRingStream(tp, recv.StreamConfig(), chunk_config, data_ring, free_ring)
+        streams = [owner]
+    else:
+        owner = recv.ChunkStreamRingGroup(recv.ChunkStreamGroupConfig(max_chunks=2), data_ring, free_ring)
+        streams = [owner.emplace_back(tp, recv.StreamConfig(), chunk_config) for _ in range(2)]
+    for _ in range(4):
+        owner.add_free_chunk(recv.Chunk(data=np.zeros(lay.chunk_data_size, np.uint8),
+                                        present=np.zeros(lay.heaps_per_chunk, np.uint8)))
+    return streams, owner, data_ring
+
+
+@pytest.mark.parametrize("kind", ["ring", "chunk", "group"])
+def test_stop_while_readers_receive_at_full_rate(kind):
+    """stop() mid-flow, with a consumer running and stats polled, returns promptly every time.
+
+    Three sockets: two readers share the first one (the kernel hands each
+    datagram to one of them) and one reader each has the others.
+    """
+    socks = [udp_socket() for _ in range(3)]
+    for sk in socks:
+        sk.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    blaster = subprocess.Popen([sys.executable, "-c", BLASTER] + [str(sk.getsockname()[1]) for sk in socks],
+                               stderr=subprocess.PIPE)
+    total_packets = 0
+    try:
+        for i in range(12):
+            streams, owner, consumed = full_rate_receiver(kind, spead2gpu.ThreadPool(1 + i % 2))
+            readers = [socks[0], socks[0], socks[1], socks[2]]
+            for j, sk in enumerate(readers):
+                streams[j % len(streams)].add_udp_reader(sk)
+
+            def consume():
+                n = 0
+                for item in consumed:
+                    n += 1
+                    if kind != "ring":
+                        item.present[:] = 0
+                        owner.add_free_chunk(item)
+                return n
+
+            consumer = threading.Thread(target=consume, daemon=True)
+            if i % 3:                      # every third round: no consumer, so the worker blocks
+                consumer.start()
+            time.sleep(0.05 + 0.02 * (i % 4))
+            polled = run_with_timeout(lambda: [s.stats["packets"] for s in streams], 5)
+            start = time.monotonic()
+            if kind == "group" and i % 2:
+                streams[0].stop()          # one member first, then the whole group
+            owner.stop()
+            took = time.monotonic() - start
+            assert took < 5, f"stop() took {took:.1f} s in round {i}"
+            if i % 3:
+                consumer.join(5)
+                assert not consumer.is_alive(), f"consumer still blocked after stop() in round {i}"
+            after = [s.stats["packets"] for s in streams]
+            assert all(a >= p for a, p in zip(after, polled))
+            total_packets += sum(after)
+    finally:
+        blaster.kill()
+        err = blaster.communicate()[1]
+        for sk in socks:
+            sk.close()
+    assert blaster.returncode == -9, err.decode()     # it was still blasting when killed
+    assert total_packets > 1000, f"only {total_packets} packets received: the sender did not run"
+
+
+def test_add_reader_while_worker_blocked_on_full_ring(impl):
+    """Adding a reader before starting the consumer must not wait for the consumer.
+
+    The first reader fills the one-heap ring and its worker blocks there,
+    inside its batch; add_*_reader (and stats, and stop) must not wait for
+    that batch, or a program that adds its readers and then starts its
+    consumer deadlocks (it did, with UDP readers at full rate).
+    """
+    q1, q2 = impl.InprocQueue(), impl.InprocQueue()
+    for c in range(1, 50):
+        q1.add_packet(one_packet_heap(c))
+    s = impl.recv.Stream(impl.ThreadPool(), impl.recv.StreamConfig(), impl.recv.RingStreamConfig(heaps=1))
+    s.add_inproc_reader(q1)
+    deadline = time.monotonic() + 5
+    while s.ringbuffer.size() < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.02)                      # the worker is now blocked pushing heap 2
+    run_with_timeout(lambda: s.add_inproc_reader(q2), 5)
+    run_with_timeout(lambda: s.stats, 5)
+    q2.add_packet(one_packet_heap(60))    # the second reader works too
+
+    def consume():
+        cnts = []
+        while len(cnts) < 50:
+            cnts.append(s.get().cnt)
+        return cnts
+
+    cnts = run_with_timeout(consume, 10)
+    assert sorted(cnts) == list(range(1, 50)) + [60]
+    s.stop()
+
+
 @pytest.mark.parametrize("kind", ["ring", "chunk"])
 def test_blocked_worker_then_stop(kind):
     """A full data ring (or no free chunk) blocks the worker; stop() must still return."""
@@ -118,8 +255,8 @@ def test_blocked_worker_then_stop(kind):
                                      recv.ChunkRingbuffer(1), recv.ChunkRingbuffer(1))
             s.add_free_chunk(recv.Chunk(data=np.zeros(4 * HS, np.uint8), present=np.zeros(4, np.uint8)))
         s.add_inproc_reader(q)
-        # (Not polling stats: a worker blocked on a full ring holds the stream's batch.)
         time.sleep(0.02 + 0.01 * (i % 3))
+        run_with_timeout(lambda: s.stats, 5)    # stats never wait for the blocked batch
         start = time.monotonic()
         s.stop()
         assert time.monotonic() - start < 5

@@ -292,6 +292,7 @@ void register_recv_impl(py::module_ &m)
             [](stream &s, py::object buffer)
             {
                 auto view = request_buffer_view(buffer);
+                py::gil_scoped_release release; // add_reader may wait for a stop in progress
                 s.add_reader([=](stream &owner)
                              { return std::make_unique<mem_reader>(owner, view->data(), view->size(), view); });
             },
@@ -337,7 +338,8 @@ void register_recv_impl(py::module_ &m)
              "max_size"_a = tcp_reader::default_max_size)
         .def(
             "add_inproc_reader", [](stream &s, std::shared_ptr<inproc_queue> queue)
-            { s.add_reader([=](stream &owner) { return std::make_unique<inproc_reader>(owner, queue); }); }, "queue"_a)
+            { s.add_reader([=](stream &owner) { return std::make_unique<inproc_reader>(owner, queue); }); }, "queue"_a,
+            py::call_guard<py::gil_scoped_release>())
         .def(
             "add_udp_pcap_file_reader",
             [](stream &s, const std::string &filename, const std::string &filter)
@@ -345,7 +347,7 @@ void register_recv_impl(py::module_ &m)
                 s.add_reader([=](stream &owner) { return std::make_unique<pcap_reader>(owner, filename, filter); },
                              false); // opened at add time, as in spead2
             },
-            "filename"_a, "filter"_a = "")
+            "filename"_a, "filter"_a = "", py::call_guard<py::gil_scoped_release>())
         .def("start", &stream::start, py::call_guard<py::gil_scoped_release>())
         .def("stop", &stream::stop, py::call_guard<py::gil_scoped_release>())
         .def_property_readonly("stats", &stream::get_stats)

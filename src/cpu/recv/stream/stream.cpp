@@ -137,13 +137,13 @@ void stream::add_stat_now(std::size_t index, std::uint64_t value)
 
 bool stream::is_stopped()
 {
-    std::lock_guard<std::mutex> lock(mutex);
+    std::lock_guard<std::mutex> lock(stop_mutex);
     return stopped;
 }
 
 void stream::attach(std::unique_ptr<reader> r, bool start_now)
 {
-    std::unique_lock<std::mutex> lock(mutex);
+    std::unique_lock<std::mutex> lock(stop_mutex);
     if (readers_stopped || stopped)
     {
         // As in spead2, adding to a stopped stream is a no-op: the reader
@@ -153,10 +153,11 @@ void stream::attach(std::unique_ptr<reader> r, bool start_now)
     }
     reader *raw = r.get();
     readers.push_back(std::move(r));
-    // Started under the stream lock (start() only arms or posts, never calls
+    // Started under stop_mutex (start() only arms or posts, never calls
     // back), so that a later stop_received posts its close task after any
     // task this start posts: a close task never waits on a task queued
-    // behind it.
+    // behind it. Not under the batch lock: a worker blocked on a full ring
+    // holds that until the ring is drained.
     if (start_now)
         raw->start();
 }
@@ -164,13 +165,9 @@ void stream::attach(std::unique_ptr<reader> r, bool start_now)
 void stream::add_reader(reader_factory factory, bool binds)
 {
     std::lock_guard<std::mutex> rlock(readers_mutex);
-    bool start_now;
-    {
-        std::lock_guard<std::mutex> lock(mutex);
-        if (config.get_explicit_start() && started)
-            throw std::runtime_error("Cannot add readers after explicit start");
-        start_now = started;
-    }
+    if (config.get_explicit_start() && started)
+        throw std::runtime_error("Cannot add readers after explicit start");
+    const bool start_now = started;
     if (binds && !start_now && !readers_stopped)
     {
         // As in spead2, an explicit-start stream binds its ports at start():
@@ -185,12 +182,9 @@ void stream::add_reader(reader_factory factory, bool binds)
 void stream::start()
 {
     std::lock_guard<std::mutex> rlock(readers_mutex);
-    {
-        std::lock_guard<std::mutex> lock(mutex);
-        if (started)
-            return;
-        started = true;
-    }
+    if (started)
+        return;
+    started = true;
     std::vector<reader_factory> deferred = std::move(deferred_readers);
     deferred_readers.clear();
     if (readers_stopped)
@@ -241,7 +235,10 @@ void stream::finish_stop()
         std::lock_guard<std::mutex> lock(mutex);
         if (!stopped)
         {
-            stopped = true;
+            {
+                std::lock_guard<std::mutex> slock(stop_mutex);
+                stopped = true;
+            }
             flush();
             stopped_locked(true);
         }
@@ -253,7 +250,12 @@ void stream::stop_received()
 {
     if (stopped)
         return;
-    stopped = true;
+    {
+        // Waits for an attach that is starting a reader, so that the close
+        // task below is posted after whatever that start() posted.
+        std::lock_guard<std::mutex> slock(stop_mutex);
+        stopped = true;
+    }
     flush();
     stopped_locked(false);
     // The readers cannot be stopped here (this runs inside a reader callback,

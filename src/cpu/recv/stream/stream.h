@@ -188,7 +188,19 @@ protected:
 
     /// Held for a batch of packets and while stopping.
     std::mutex mutex;
+    /**
+     * Guards the reads of @ref stopped made outside a batch (attach,
+     * is_stopped), so that they never wait for the batch lock: a worker
+     * blocked on a full ring holds that lock until someone consumes, and
+     * adding a reader before starting the consumer must not deadlock.
+     * Taken after @ref mutex (stop_received runs inside a batch); nothing
+     * else is ever taken while it is held, except the thread pool's queue
+     * (a reader's start() may post a task).
+     */
+    std::mutex stop_mutex;
+    /// The stream has stopped (by either route): written with both mutex and stop_mutex held, read under either.
     bool stopped = false;
+    /// Readers start as they are added (set at construction, or by an explicit start()); under readers_mutex.
     bool started = false;
     /// The heaps under reassembly (used under mutex).
     slot_table slots;
@@ -202,7 +214,12 @@ protected:
     /// Builds a reader for this stream (bindings capture the arguments by value).
     using reader_factory = std::function<std::unique_ptr<reader>(stream &)>;
 
-    /// Held while readers are added, started or stopped; taken before mutex.
+    /**
+     * Held while readers are added, started or stopped; taken before
+     * stop_mutex (and before mutex, which only finish_stop takes and never
+     * with this held). Lock order: readers_mutex, mutex, stop_mutex,
+     * stats_mutex.
+     */
     std::mutex readers_mutex;
     std::vector<std::unique_ptr<reader>> readers;
     /// UDP readers that bind a port, added before an explicit start(): built by start() (as spead2 does).
