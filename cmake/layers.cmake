@@ -2,6 +2,25 @@
 # the C++ unit tests (tests/cpp). The includer sets SPEAD2GPU_SOURCE_DIR.
 find_package(Threads REQUIRED)
 
+# Sanitizer builds (tools/sanitize.sh; docs/sanitizers.md): every C++ object
+# of the includer's targets is compiled and linked with -fsanitize=<list>.
+# "address,undefined" or "thread"; empty (the default) for none. CUDA
+# sources are left alone (the sanitizer script builds without CUDA).
+set(SPEAD2GPU_SANITIZE "" CACHE STRING "Compile the C++ with -fsanitize=<this> (address,undefined or thread)")
+if(SPEAD2GPU_SANITIZE)
+  set(_san_flags -fsanitize=${SPEAD2GPU_SANITIZE} -fno-omit-frame-pointer -g)
+  if(SPEAD2GPU_SANITIZE MATCHES "undefined")
+    # Undefined behaviour is an error, not a message a long test run scrolls past.
+    # The vptr check is off: GCC's reports every call through a base class's
+    # member pointer on a class with two bases (pybind11's .def(&Derived::f)
+    # does that), valid C++; docs/sanitizers.md has the three-line proof.
+    list(APPEND _san_flags -fno-sanitize-recover=undefined -fno-sanitize=vptr)
+  endif()
+  add_compile_options("$<$<COMPILE_LANGUAGE:CXX>:${_san_flags}>")
+  add_link_options(-fsanitize=${SPEAD2GPU_SANITIZE})
+  message(STATUS "spead2gpu: sanitizers ${SPEAD2GPU_SANITIZE}")
+endif()
+
 # pcap/pcapng replay (add_udp_pcap_file_reader) needs libpcap; without it the
 # package still builds and the reader raises at run time.
 option(SPEAD2GPU_PCAP "Use libpcap for pcap file replay when it is found" ON)

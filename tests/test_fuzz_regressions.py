@@ -14,9 +14,12 @@ from __future__ import annotations
 import importlib.util
 import pathlib
 
+import numpy as np
 import pytest
 
 import spead2gpu
+import spead2gpu.recv
+import spead2gpu.send
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FUZZ = ROOT / "fuzz"
@@ -59,3 +62,26 @@ def test_bad_numpy_descr_is_value_error(descr):
     header = f"{{'descr': {descr!r}, 'fortran_order': False, 'shape': (2,)}}"
     with pytest.raises(ValueError):
         spead2gpu.Descriptor._parse_numpy_header(header)
+
+
+def _heap_with_descr(descr):
+    """A heap (bytes) with one descriptor of shape (2,) whose numpy header says ``descr``, and its value."""
+    ig = spead2gpu.send.ItemGroup()
+    ig.add_item(0x1000, "x", "", shape=(2,), dtype=np.dtype("<u4"), value=np.array([1, 2], np.uint32))
+    out = spead2gpu.send.BytesStream(spead2gpu.ThreadPool())
+    out.send_heap(ig.get_heap())
+    data = out.getvalue()
+    assert data.count(b"'<u4'") == 1
+    return data.replace(b"'<u4'", repr(descr).encode())
+
+
+def test_subarray_dtype_is_value_error(impl):
+    """Fuzz finding (regressions/python/numpy_header_subarray_dtype): a descr of
+    '1u4' is a subarray dtype, with which numpy gave a (2,) item a (2, 1) value.
+    spead2 raises ValueError on the update; so does spead2gpu."""
+    stream = impl.recv.Stream(impl.ThreadPool(), impl.recv.StreamConfig())
+    stream.add_buffer_reader(_heap_with_descr("1u4"))
+    heaps = list(stream)
+    assert len(heaps) == 1
+    with pytest.raises(ValueError):
+        impl.ItemGroup().update(heaps[0])

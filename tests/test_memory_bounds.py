@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from conftest import ALIASED_TO_REFERENCE
+from conftest import ALIASED_TO_REFERENCE, SANITIZER, assert_rss_growth_below
 
 pytestmark = pytest.mark.skipif(ALIASED_TO_REFERENCE,
                                 reason="max_heap_length / max_heap_items are spead2gpu's")
@@ -37,6 +37,9 @@ def attack(name, max_heap_length, max_heap_items):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["growth"] = result["after"] - result["before"]
+    # The figure for the record (shown with pytest -s).
+    print(f"memory attack {name}: peak RSS grew {result['growth'] / MiB:.2f} MiB "
+          f"(max_heap_length {max_heap_length}, max_heap_items {max_heap_items})")
     return result
 
 
@@ -50,18 +53,20 @@ def test_huge_heap_length_is_refused_before_allocating():
     r = attack("huge_heap_length", 1 << 31, 1 << 20)       # the default bounds
     assert r["stats"]["spead2gpu.rejected_packets"] == 20000
     assert r["stats"]["heaps"] == 0
-    assert r["growth"] < SLACK
+    assert_rss_growth_below(r["growth"], SLACK)
     # Refused for its length, not because a 512 GiB allocation happened to fail.
     assert any("longer than max_heap_length" in reason for reason in r["reasons"]), r["reasons"]
     assert not any("could not be allocated" in reason for reason in r["reasons"]), r["reasons"]
 
 
+@pytest.mark.skipif(SANITIZER == "asan", reason="under ASan every 1 GiB allocation poisons 128 MiB of shadow "
+                    "memory: 20000 of them take many minutes (the normal suite runs this attack)")
 def test_long_heaps_commit_only_what_arrives():
     """1 GiB heaps are allowed by default: each costs the 8 KiB that arrived, not 1 GiB."""
     r = attack("long_heaps", 1 << 31, 1 << 20)
     assert r["stats"]["heaps"] == 20000
     assert r["stats"]["incomplete_heaps_evicted"] + r["stats"]["incomplete_heaps_flushed"] == 20000
-    assert r["growth"] < SLACK
+    assert_rss_growth_below(r["growth"], SLACK)
 
 
 @pytest.mark.parametrize("name", ["partial_heaps", "unsized_growing", "many_items"])
@@ -69,7 +74,7 @@ def test_attack_stays_within_the_bound(name):
     max_len, max_items = MiB, 4096
     r = attack(name, max_len, max_items)
     stats = r["stats"]
-    assert r["growth"] <= bound(max_len, max_items) + SLACK, r
+    assert_rss_growth_below(r["growth"], bound(max_len, max_items) + SLACK + 1, str(r))
     if name == "partial_heaps":                  # 160 MB offered, one heap after another
         assert stats["incomplete_heaps_evicted"] + stats["incomplete_heaps_flushed"] == 20000
     elif name == "unsized_growing":              # 4 MiB offered to one heap: 1 MiB kept, the rest refused
@@ -82,4 +87,4 @@ def test_descriptors_with_huge_shapes_are_value_errors():
     r = attack("huge_descriptor", 1 << 31, 1 << 20)
     # The descriptor heap is accepted; the value that cannot have that shape is a ValueError.
     assert r["outcomes"] == ["ok", "ValueError", "ok", "ValueError"]
-    assert r["growth"] < SLACK
+    assert_rss_growth_below(r["growth"], SLACK)

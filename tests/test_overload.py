@@ -111,6 +111,7 @@ def test_udp_ring_stream_overload():
     assert drops > 0, "the receiver was not overloaded"
     assert len(delivered) == len(set(delivered))
     assert len(delivered) + drops == N, (len(delivered), drops)
+    print(f"UDP ring stream: sent {N} = delivered {len(delivered)} + kernel drops {drops}")
     assert stats["incomplete_heaps_evicted"] == 0
     sk.close()
 
@@ -181,6 +182,8 @@ def test_udp_chunk_stream_overload(make):
     assert ids == sorted(ids) and len(ids) == len(set(ids))
     # The stop heap is rejected by the placement, as in spead2: one rejected heap that was not data.
     assert got + drops + stats["too_old_heaps"] + stats["rejected_heaps"] - 1 == N, dict(stats.items())
+    print(f"UDP {make.__name__}: sent {N} = placed {got} + kernel drops {drops} + too old "
+          f"{stats['too_old_heaps']} + rejected {stats['rejected_heaps'] - 1} (the stop heap not counted)")
     sk.close()
 
 
@@ -238,6 +241,8 @@ def test_inproc_ring_stream_accounting():
     assert delivered + stats["incomplete_heaps_evicted"] == sent
     assert stats["incomplete_heaps_evicted"] == counts["incomplete"]
     assert stats["spead2gpu.malformed_packets"] == counts["malformed"]
+    print(f"inproc ring stream: sent {sent} = complete {delivered} + incomplete "
+          f"{stats['incomplete_heaps_evicted']}; malformed packets {stats['spead2gpu.malformed_packets']}")
 
 
 def test_inproc_chunk_stream_accounting():
@@ -259,3 +264,6 @@ def test_inproc_chunk_stream_accounting():
     assert stats["rejected_heaps"] == counts["rejected"] + 1
     assert stats["incomplete_heaps_evicted"] == counts["incomplete"]
     assert stats["spead2gpu.malformed_packets"] == counts["malformed"]
+    print(f"inproc chunk stream: sent {sent} = placed {got} + incomplete "
+          f"{stats['incomplete_heaps_evicted']} + too old {stats['too_old_heaps']} + rejected "
+          f"{stats['rejected_heaps'] - 1}; malformed packets {stats['spead2gpu.malformed_packets']}")

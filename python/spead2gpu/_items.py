@@ -342,8 +342,17 @@ class Item(Descriptor):
         Raises
         ------
         ValueError
-            if there are too few bytes for the shape
+            if there are too few bytes for the shape, or the descriptor's
+            dtype is a subarray type (``'1u4'``), which cannot hold a value
+            of the descriptor's shape
         """
+        internal = self._internal_dtype
+        if internal is not None and internal.subdtype is not None:
+            # numpy would add the subarray's axes to the shape (a (2,) item
+            # would get a (2, 1) value); spead2 raises ValueError here too.
+            raise ValueError(
+                f"Item {self.name} has a subarray dtype ({internal}), which SPEAD values cannot have"
+            )
         bits = self.itemsize_bits
         if (
             self._fastpath == _FASTPATH_IMMEDIATE

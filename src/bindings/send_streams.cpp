@@ -19,6 +19,7 @@
 #include <vector>
 #include <pybind11/native_enum.h>
 #include "common/descriptor.h"
+#include "bindings/endpoints.h"
 #include "common/flavour.h"
 #include "common/inproc_queue.h"
 #include "bindings/py_common.h"
@@ -342,9 +343,6 @@ using py_inproc_stream = py_inproc_stream_of<py_stream>;
 using py_inproc_stream_asyncio = py_inproc_stream_of<py_asyncio_stream>;
 
 /* ------------------------------------------------- network streams */
-
-/// Endpoints as Python gives them: (host, port) pairs.
-using endpoint_list = std::vector<std::pair<std::string, std::uint16_t>>;
 
 /// Resolve every endpoint (RuntimeError "resolve: …" if a host is unknown).
 std::vector<socket_address> resolve_endpoints(const endpoint_list &endpoints)

@@ -32,7 +32,7 @@ static void check(int r, const char *what)
 }
 
 fd_watch::fd_watch(thread_pool &pool, int fd, bool write)
-    : pool(pool), fd(fd), events((write ? EPOLLOUT : EPOLLIN) | EPOLLONESHOT)
+    : pool(pool), id(pool.add_watch(this)), fd(fd), events((write ? EPOLLOUT : EPOLLIN) | EPOLLONESHOT)
 {
 }
 
@@ -48,7 +48,7 @@ void fd_watch::arm()
         return;
     epoll_event ev{};
     ev.events = events;
-    ev.data.ptr = this;
+    ev.data.u64 = id;
     if (!registered)
     {
         check(epoll_ctl(pool.epoll_fd, EPOLL_CTL_ADD, fd, &ev), "epoll_ctl(ADD)");
@@ -72,6 +72,7 @@ void fd_watch::deregister_locked()
 
 void fd_watch::unwatch()
 {
+    pool.remove_watch(id); // no event resolves to this watch from now on
     std::unique_lock<std::mutex> lock(mutex);
     deregister_locked();
     idle_cond.wait(lock, [this] { return running == 0; });
@@ -89,18 +90,41 @@ bool fd_watch::is_removed()
     return removed;
 }
 
-void fd_watch::dispatch()
+std::uint64_t thread_pool::add_watch(fd_watch *w)
 {
+    std::lock_guard<std::mutex> lock(watches_mutex);
+    std::uint64_t id = next_watch_id++;
+    watches.emplace(id, w);
+    return id;
+}
+
+void thread_pool::remove_watch(std::uint64_t id)
+{
+    std::lock_guard<std::mutex> lock(watches_mutex);
+    watches.erase(id);
+}
+
+void thread_pool::dispatch(std::uint64_t id)
+{
+    fd_watch *w;
     {
-        std::lock_guard<std::mutex> lock(mutex);
-        if (removed)
+        // While the watch is in the table it has not been unwatched, so it
+        // is alive; counting the callback as running before letting go of
+        // the table makes unwatch wait for it.
+        std::lock_guard<std::mutex> lock(watches_mutex);
+        auto it = watches.find(id);
+        if (it == watches.end())
             return;
-        running++;
+        w = it->second;
+        std::lock_guard<std::mutex> wlock(w->mutex);
+        if (w->removed)
+            return;
+        w->running++;
     }
-    run_guarded([this] { on_ready(); });
-    std::lock_guard<std::mutex> lock(mutex);
-    if (--running == 0)
-        idle_cond.notify_all();
+    run_guarded([w] { w->on_ready(); });
+    std::lock_guard<std::mutex> lock(w->mutex);
+    if (--w->running == 0)
+        w->idle_cond.notify_all();
 }
 
 thread_pool::thread_pool(int num_threads, const std::vector<int> &affinity)
@@ -115,9 +139,9 @@ thread_pool::thread_pool(int num_threads, const std::vector<int> &affinity)
     check(stop_fd, "eventfd");
     epoll_event ev{};
     ev.events = EPOLLIN;
-    ev.data.ptr = &task_fd;
+    ev.data.u64 = task_event;
     check(epoll_ctl(epoll_fd, EPOLL_CTL_ADD, task_fd, &ev), "epoll_ctl");
-    ev.data.ptr = &stop_fd;
+    ev.data.u64 = stop_event;
     check(epoll_ctl(epoll_fd, EPOLL_CTL_ADD, stop_fd, &ev), "epoll_ctl");
     for (int i = 0; i < num_threads; i++)
     {
@@ -166,10 +190,10 @@ void thread_pool::run()
         }
         for (int i = 0; i < n; i++)
         {
-            void *ptr = events[i].data.ptr;
-            if (ptr == &stop_fd)
+            std::uint64_t what = events[i].data.u64;
+            if (what == stop_event)
                 return;
-            else if (ptr == &task_fd)
+            else if (what == task_event)
             {
                 std::uint64_t count;
                 if (::read(task_fd, &count, sizeof(count)) != sizeof(count))
@@ -185,7 +209,7 @@ void thread_pool::run()
                 run_guarded(task);
             }
             else
-                static_cast<fd_watch *>(ptr)->dispatch();
+                dispatch(what);
         }
     }
 }

@@ -28,6 +28,7 @@ void ring_stream::heap_ready(live_heap h)
     catch (ringbuffer_full &)
     {
         add_stat_now(stat_index::WORKER_BLOCKED, 1);
+        publish_batch_stats(); // the wait may be long: let stats show the batch so far
         try
         {
             ring.push(std::move(h));

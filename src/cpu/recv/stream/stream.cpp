@@ -135,6 +135,12 @@ void stream::add_stat_now(std::size_t index, std::uint64_t value)
     stats[index] = (*all_stat_configs)[index].combine(stats[index], value);
 }
 
+void stream::publish_batch_stats()
+{
+    if (current_batch)
+        current_batch->publish_stats();
+}
+
 bool stream::is_stopped()
 {
     std::lock_guard<std::mutex> lock(stop_mutex);
@@ -256,6 +262,7 @@ void stream::stop_received()
         std::lock_guard<std::mutex> slock(stop_mutex);
         stopped = true;
     }
+    publish_batch_stats();
     flush();
     stopped_locked(false);
     // The readers cannot be stopped here (this runs inside a reader callback,
@@ -273,14 +280,22 @@ void stream::stop_received()
 add_packet_state::add_packet_state(stream &owner) : owner(owner), lock(owner.mutex)
 {
     std::fill(owner.batch_stats.begin(), owner.batch_stats.end(), 0);
+    owner.current_batch = this;
 }
 
 add_packet_state::~add_packet_state()
 {
+    publish_stats();
+    owner.current_batch = nullptr;
+}
+
+void add_packet_state::publish_stats()
+{
     auto &bs = owner.batch_stats;
     bs[stat_index::PACKETS] = packets;
-    bs[stat_index::BATCHES] = packets ? 1 : 0;
-    bs[stat_index::MAX_BATCH] = packets;
+    // One batch however many times it publishes; its size so far for the maximum.
+    bs[stat_index::BATCHES] = (packets && !published_packets) ? 1 : 0;
+    bs[stat_index::MAX_BATCH] = packets + published_packets;
     {
         std::lock_guard<std::mutex> slock(owner.stats_mutex);
         const auto &cfg = *owner.all_stat_configs;
@@ -288,6 +303,9 @@ add_packet_state::~add_packet_state()
             if (bs[i] != 0 && i != stat_index::WORKER_BLOCKED)
                 owner.stats[i] = cfg[i].combine(owner.stats[i], bs[i]);
     }
+    std::fill(bs.begin(), bs.end(), 0);
+    published_packets += packets;
+    packets = 0;
 }
 
 std::size_t add_packet_state::add_packet(const std::uint8_t *data, std::size_t max_size)

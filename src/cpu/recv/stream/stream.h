@@ -130,6 +130,7 @@ public:
 };
 
 class stream;
+class add_packet_state;
 
 /**
  * A packet source attached to a stream. Readers feed packets with
@@ -206,6 +207,8 @@ protected:
     slot_table slots;
     /// The current batch's statistics (used under mutex), merged into stats when it ends.
     std::vector<std::uint64_t> batch_stats;
+    /// The batch in progress, if any (under mutex): stop_received publishes its statistics.
+    add_packet_state *current_batch = nullptr;
 
     mutable std::mutex stats_mutex;
     /// Totals of every statistic (all_stat_configs), extension ones included.
@@ -254,6 +257,12 @@ protected:
     void attach(std::unique_ptr<reader> r, bool start_now);
     /// Increment a stat immediately (visible while a batch is in progress).
     void add_stat_now(std::size_t index, std::uint64_t value);
+    /**
+     * Publish what the batch in progress (if any) has counted so far, lock
+     * held: before a worker blocks on a full ring, and when the stream
+     * stops, so that stats are current while it waits and final at the end.
+     */
+    void publish_batch_stats();
     /**
      * Hook: the first step of every stop() call, before the stream lock is
      * taken. Ring streams stop their rings here, so that a worker blocked on
@@ -333,9 +342,11 @@ constexpr const char *truncated_datagram_text = "dropped packet due to truncatio
 
 class add_packet_state
 {
+    friend class stream;
     stream &owner;
     std::unique_lock<std::mutex> lock;
-    std::uint64_t packets = 0;
+    std::uint64_t packets = 0; ///< packets admitted since the last publish_stats
+    std::uint64_t published_packets = 0; ///< packets of this batch already published
     std::size_t last_have = 0; ///< bytes there were, for the last failed decode's message
     std::size_t last_need = 0; ///< bytes the packet claimed, for the last failed decode's message
 
@@ -345,6 +356,13 @@ class add_packet_state
     void evict(live_heap &slot);
     /// Hand a complete heap to heap_ready.
     void deliver(live_heap &&h);
+    /**
+     * Merge what this batch has counted so far into the stream's statistics
+     * and start counting afresh. Called at the end of the batch, and by
+     * stop_received before the rings end: a consumer that sees the end of
+     * the stream then reads final statistics.
+     */
+    void publish_stats();
 
 public:
     /// Outcome of the last add_packet(data, max_size) decode.
