@@ -651,7 +651,7 @@ public:
 class collector_stream : public stream
 {
     checker &chk;
-    void heap_ready(live_heap h) override { chk.on_heap(std::move(h)); }
+    void heap_ready(live_heap &&h) override { chk.on_heap(std::move(h)); }
 
 public:
     collector_stream(const stream_config &config, checker &chk) : stream(shared_pool(), config), chk(chk) {}

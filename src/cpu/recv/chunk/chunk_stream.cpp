@@ -162,7 +162,7 @@ void chunk_stream::packet_added(const packet_header &packet, live_heap &heap)
         c->present[idx] = 1;
 }
 
-void chunk_stream::heap_ready(live_heap h)
+void chunk_stream::heap_ready(live_heap &&h)
 {
     // The payload points into the chunk with a non-owning deleter: dropping
     // the heap frees nothing.

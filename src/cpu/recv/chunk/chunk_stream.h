@@ -45,7 +45,7 @@ class chunk_stream : public stream, private heap_placer
 
     bool place(const packet_header &packet, live_heap &heap) override;
     void packet_added(const packet_header &packet, live_heap &heap) override;
-    void heap_ready(live_heap h) override;
+    void heap_ready(live_heap &&h) override;
 
     /// A chunk leaves the window: cut off heaps still writing to it, then ready_chunk.
     void retire(chunk *c, std::uint64_t *stats);

@@ -90,7 +90,20 @@ std::size_t live_heap::count_new_pointers(const packet_header &packet) const
 
 void live_heap::clear()
 {
-    *this = live_heap();
+    // Field by field rather than from a fresh heap: the vectors keep their
+    // capacity, so a reused slot allocates nothing for its next heap.
+    cnt = -1;
+    heap_length = -1;
+    received_length = 0;
+    min_length = 0;
+    max_end = 0;
+    end_of_stream = false;
+    payload.reset();
+    payload_capacity = 0;
+    pointers.clear();
+    pointer_set.clear();
+    payload_ranges.clear();
+    placement = heap_placement();
 }
 
 void live_heap::place_at(std::uint8_t *data, std::size_t capacity, const heap_placement &where)

@@ -141,7 +141,7 @@ public:
     bool empty() const { return cnt < 0; }
     /// Start a heap from its first packet (does not add the packet).
     void reset(const packet_header &packet, std::uint32_t bug_compat);
-    /// Make this an empty slot, freeing an owned payload.
+    /// Make this an empty slot, freeing an owned payload (the vectors keep their capacity).
     void clear();
     /// Add one packet of this heap; copies its payload.
     packet_result add_packet(const packet_header &packet, const live_heap_options &opts);

@@ -14,7 +14,7 @@ ring_stream::~ring_stream()
     stop();
 }
 
-void ring_stream::heap_ready(live_heap h)
+void ring_stream::heap_ready(live_heap &&h)
 {
     if (ring_config.get_contiguous_only() && !h.is_contiguous())
     {

@@ -60,7 +60,7 @@ class ring_stream : public stream
     void stop_requested() override;
     /// Network end: the ring stops (heaps already in it are still delivered).
     void stopped_locked(bool by_user) override;
-    void heap_ready(live_heap h) override;
+    void heap_ready(live_heap &&h) override;
 
 public:
     using frozen = std::variant<heap, incomplete_heap>;

@@ -374,12 +374,14 @@ void add_packet_state::evict(live_heap &slot)
     owner.batch_stats[stat_index::INCOMPLETE_HEAPS_EVICTED]++;
     owner.batch_stats[stat_index::HEAPS]++;
     owner.heap_ready(std::move(slot));
+    slot.clear(); // what heap_ready left (a chunk stream leaves it all) is reused, capacity included
 }
 
 void add_packet_state::deliver(live_heap &&h)
 {
     owner.batch_stats[stat_index::HEAPS]++;
     owner.heap_ready(std::move(h));
+    h.clear(); // a slot (or the single-packet scratch) is free again, its capacity kept
 }
 
 bool add_packet_state::add_packet(const packet_header &packet)
@@ -401,7 +403,10 @@ bool add_packet_state::add_packet(const packet_header &packet)
         // still advances its substream's slot ring, evicting the occupant.
         live_heap &slot = s.slots.claim(packet.heap_cnt);
         evict(slot);
-        live_heap h;
+        // Reused for every single-packet heap: a chunk stream's heap_ready
+        // leaves its vectors, so their capacity is kept and nothing is
+        // allocated per heap.
+        live_heap &h = s.single_packet_heap;
         h.reset(packet, bug_compat);
         const packet_result result = h.add_packet(packet, s.heap_opts);
         if (result != packet_result::accepted)

@@ -207,6 +207,8 @@ protected:
     slot_table slots;
     /// The current batch's statistics (used under mutex), merged into stats when it ends.
     std::vector<std::uint64_t> batch_stats;
+    /// Scratch heap for single-packet heaps (under mutex), reused so that its vectors' capacity is kept.
+    live_heap single_packet_heap;
     /// The batch in progress, if any (under mutex): stop_received publishes its statistics.
     add_packet_state *current_batch = nullptr;
 
@@ -247,8 +249,13 @@ protected:
     std::array<rate_limited_log, packet_result_count> refusal_logs;
     rate_limited_log bad_packet_log;
 
-    /// A heap is done (complete, evicted or flushed). Called with the lock held.
-    virtual void heap_ready(live_heap h) = 0;
+    /**
+     * A heap is done (complete, evicted or flushed). Called with the lock
+     * held. It may take what it needs of @a h (a ring stream takes it all);
+     * the stream clears and reuses whatever is left, so a chunk stream,
+     * which takes nothing, costs no allocation per heap.
+     */
+    virtual void heap_ready(live_heap &&h) = 0;
     /// Flush all live heaps to heap_ready (as incomplete where they are). Lock held.
     void flush();
     /// Stop readers (waits for them, closes their sockets and files); no lock held.
