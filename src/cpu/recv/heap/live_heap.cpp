@@ -14,20 +14,10 @@ constexpr std::size_t linear_dedup_limit = 32;
 
 void live_heap::reset(const packet_header &packet, std::uint32_t bug_compat_)
 {
+    clear();
     cnt = packet.heap_cnt;
     heap_address_bits = packet.heap_address_bits;
     bug_compat = bug_compat_;
-    heap_length = -1;
-    received_length = 0;
-    min_length = 0;
-    max_end = 0;
-    end_of_stream = false;
-    payload.reset();
-    payload_capacity = 0;
-    pointers.clear();
-    pointer_set.clear();
-    payload_ranges.clear();
-    placement = heap_placement();
 }
 
 live_heap &live_heap::operator=(live_heap &&other) noexcept
