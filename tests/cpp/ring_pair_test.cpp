@@ -1,6 +1,7 @@
 // Unit tests of recv::chunk_ring_pair (free-ring source, data-ring sink, graveyard).
 #include <gtest/gtest.h>
 #include <chrono>
+#include <memory>
 #include <thread>
 #include "recv/chunk/ring_pair.h"
 
@@ -102,4 +103,21 @@ TEST(Ringbuffer, StorageIsPreallocatedAndWraps)
         unbounded.push(int(i));
     for (int i = 0; i < 1000; i++)
         EXPECT_EQ(unbounded.pop(), i);
+}
+
+TEST(Ringbuffer, TryPushStatusLeavesTheValueWhenNotPushed)
+{
+    using status = ringbuffer<std::unique_ptr<int>>::push_status;
+    ringbuffer<std::unique_ptr<int>> ring(1);
+    auto first = std::make_unique<int>(1);
+    EXPECT_EQ(ring.try_push_status(std::move(first)), status::pushed);
+    auto second = std::make_unique<int>(2);
+    EXPECT_EQ(ring.try_push_status(std::move(second)), status::full);
+    ASSERT_TRUE(second); // not moved from: the caller can still push it blocking
+    EXPECT_EQ(*second, 2);
+    EXPECT_EQ(*ring.pop(), 1);
+    ring.stop();
+    EXPECT_EQ(ring.try_push_status(std::move(second)), status::stopped);
+    ASSERT_TRUE(second);
+    EXPECT_THROW(ring.pop(), ringbuffer_stopped);
 }

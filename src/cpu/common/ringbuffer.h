@@ -230,6 +230,30 @@ public:
         put(lock, std::move(value));
     }
 
+    /// What try_push_status did.
+    enum class push_status
+    {
+        pushed, ///< the value is in the ring
+        full, ///< no space: the value is left untouched
+        stopped ///< the ring is stopped: the value is left untouched
+    };
+
+    /**
+     * Push without blocking or throwing: the producer's fast path. A full
+     * ring is the normal state behind a slow consumer, and a C++ exception
+     * per item (as try_push throws) costs microseconds of unwinding.
+     */
+    push_status try_push_status(T &&value)
+    {
+        std::unique_lock<std::mutex> lock(mutex);
+        if (stopped_)
+            return push_status::stopped;
+        if (!has_space())
+            return push_status::full;
+        put(lock, std::move(value));
+        return push_status::pushed;
+    }
+
     /// Push, waiting for space; throws ringbuffer_stopped if stopped meanwhile.
     void push(T &&value)
     {

@@ -1,4 +1,5 @@
 #include "recv/reader/in_process_readers.h"
+#include <optional>
 #include <cstring>
 
 namespace spead2gpu::recv
@@ -80,20 +81,21 @@ void inproc_reader::on_ready()
         return;
     for (std::size_t i = 0; i < batch_size; i++)
     {
-        inproc_queue::packet p;
+        // try_pop_optional: draining the queue is how every batch ends, so
+        // an empty queue must not cost an exception.
+        std::optional<inproc_queue::packet> next;
         try
         {
-            p = queue->buffer.try_pop();
-        }
-        catch (ringbuffer_empty &)
-        {
-            break;
+            next = queue->buffer.try_pop_optional();
         }
         catch (ringbuffer_stopped &)
         {
             owner.stop_received();
             return;
         }
+        if (!next)
+            break;
+        inproc_queue::packet &p = *next;
         // Each queued packet is a datagram: its SPEAD size must match exactly.
         batch.add_datagram(p.data.get(), p.size, SIZE_MAX);
         if (batch.is_stopped())

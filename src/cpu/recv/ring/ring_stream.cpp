@@ -21,25 +21,18 @@ void ring_stream::heap_ready(live_heap &&h)
         incomplete_log(log_level::debug, "dropped incomplete heap (contiguous_only is set)");
         return;
     }
+    // No exception on the common path: behind a slow consumer the ring is
+    // usually full, and this runs once per heap.
+    if (ring.try_push_status(std::move(h)) != decltype(ring)::push_status::full)
+        return; // pushed, or stopped by the user (the heap is counted but cannot be delivered)
+    add_stat_now(stat_index::WORKER_BLOCKED, 1);
+    publish_batch_stats(); // the wait may be long: let stats show the batch so far
     try
     {
-        ring.try_push(std::move(h));
-    }
-    catch (ringbuffer_full &)
-    {
-        add_stat_now(stat_index::WORKER_BLOCKED, 1);
-        publish_batch_stats(); // the wait may be long: let stats show the batch so far
-        try
-        {
-            ring.push(std::move(h));
-        }
-        catch (ringbuffer_stopped &)
-        {
-        }
+        ring.push(std::move(h));
     }
     catch (ringbuffer_stopped &)
     {
-        // user stop: the heap is counted but cannot be delivered
     }
 }
 
