@@ -91,8 +91,12 @@ void live_heap::clear()
     payload.reset();
     payload_capacity = 0;
     pointers.clear();
-    pointer_set.clear();
-    payload_ranges.clear();
+    // Guarded: clearing an unordered_set zeroes its whole bucket array even
+    // when it holds nothing, and most heaps never switch to the set.
+    if (!pointer_set.empty())
+        pointer_set.clear();
+    if (!payload_ranges.empty())
+        payload_ranges.clear();
     placement = heap_placement();
 }
 
