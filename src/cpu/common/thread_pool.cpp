@@ -149,6 +149,9 @@ thread_pool::thread_pool(int num_threads, const std::vector<int> &affinity)
         workers.emplace_back(
             [this, core]
             {
+                // Named so that top -H, perf and gdb tell pool workers from
+                // the application's threads (at most 15 characters).
+                pthread_setname_np(pthread_self(), "spead2gpu-pool");
                 if (core >= 0)
                     set_affinity(core);
                 run();
