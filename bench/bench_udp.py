@@ -57,7 +57,7 @@ SENDER = textwrap.dedent(
         wire += stream.send_heaps(refs, spead2.send.GroupMode.SERIAL)
         sent += batch
     elapsed = time.perf_counter() - start
-    print(f"ACHIEVED {wire / elapsed}", flush=True)
+    print(f"ACHIEVED {wire / elapsed} {wire}", flush=True)
     time.sleep(0.05)
     end = ig.get_end()
     for _ in range(3):   # in case one is lost
@@ -72,6 +72,25 @@ def load(name):
     importlib.import_module(name + ".recv")
     importlib.import_module(name + ".send")
     return mod
+
+
+def start_sender(port, rate, n_heaps, args):
+    """The common sender process: ``n_heaps`` heaps of ``args.heap_size`` bytes to
+    127.0.0.1:``port`` at ``rate`` bytes/s, then three end-of-stream heaps."""
+    return subprocess.Popen(
+        [sys.executable, "-c", SENDER, "127.0.0.1", str(port), str(rate),
+         str(args.heap_size), str(args.packet), str(n_heaps), args.sender, str(args.burst_size)],
+        stdout=subprocess.PIPE, text=True)
+
+
+def sender_report(output):
+    """(achieved rate in bytes/s, bytes on the wire before the end heaps) from
+    the sender's output; (0, 0) when it printed none (it was killed)."""
+    for line in output.splitlines():
+        if line.startswith("ACHIEVED "):
+            _, rate, wire = line.split()
+            return float(rate), int(wire)
+    return 0.0, 0
 
 
 def probe(lib, rate, args):
@@ -92,10 +111,7 @@ def probe(lib, rate, args):
     config = lib.recv.StreamConfig(max_heaps=8, memory_allocator=pool)
     stream = lib.recv.Stream(tp, config, lib.recv.RingStreamConfig(heaps=32))
     stream.add_udp_reader(sock, max_size=args.packet + 100)
-    sender = subprocess.Popen(
-        [sys.executable, "-c", SENDER, "127.0.0.1", str(port), str(rate),
-         str(args.heap_size), str(args.packet), str(n_heaps), args.sender, str(args.burst_size)],
-        stdout=subprocess.PIPE, text=True)
+    sender = start_sender(port, rate, n_heaps, args)
     cpu_start = time.process_time()
     output = []
 
@@ -122,10 +138,7 @@ def probe(lib, rate, args):
         stream.stop()
         sock.close()
     cpu = time.process_time() - cpu_start
-    achieved = 0.0
-    for line in "".join(output).splitlines():
-        if line.startswith("ACHIEVED "):
-            achieved = float(line.split()[1])
+    achieved, _ = sender_report("".join(output))
     return complete >= n_heaps, achieved, complete, n_heaps, cpu
 
 
