@@ -330,6 +330,20 @@ def _fresh_chunk(mod, heaps_per_chunk, heap_size):
                           data=np.ones(heaps_per_chunk * heap_size, np.uint8))
 
 
+def _timed_chunk_loop(data_ring, recycle, start):
+    """The timed region of the chunk workloads: ``start()`` the readers, take
+    every chunk from ``data_ring``, count its present heaps and ``recycle`` it.
+    Returns (seconds, heaps)."""
+    gc.collect()
+    t0 = time.perf_counter()
+    start()
+    heaps = 0
+    for chunk in data_ring:
+        heaps += int(np.count_nonzero(chunk.present))
+        recycle(chunk)
+    return time.perf_counter() - t0, heaps
+
+
 def measure_chunks(mod, data, n_heaps, heap_size, variant, nontemporal=False):
     """ChunkRingStream from a memory buffer; the consumer takes every chunk,
     counts its present heaps and recycles it with add_free_chunk.  With
@@ -345,14 +359,8 @@ def measure_chunks(mod, data, n_heaps, heap_size, variant, nontemporal=False):
                                       data_ring, free_ring)
     for _ in range(N_CHUNKS):
         stream.add_free_chunk(_fresh_chunk(mod, hpc, heap_size))
-    gc.collect()
-    t0 = time.perf_counter()
-    stream.add_buffer_reader(data)
-    heaps = 0
-    for chunk in data_ring:
-        heaps += int(np.count_nonzero(chunk.present))
-        stream.add_free_chunk(chunk)
-    elapsed = time.perf_counter() - t0
+    elapsed, heaps = _timed_chunk_loop(data_ring, stream.add_free_chunk,
+                                       lambda: stream.add_buffer_reader(data))
     stream.stop()
     if heaps != n_heaps:
         raise RuntimeError(f"{mod.__name__} (chunks, {variant}): {heaps} heaps placed, "
@@ -381,15 +389,11 @@ def measure_group(mod, member_data, n_heaps, heap_size, variant, affinity=True):
         group.emplace_back(pool, mod.recv.StreamConfig(max_heaps=8), chunk_config)
     for _ in range(N_CHUNKS):
         group.add_free_chunk(_fresh_chunk(mod, hpc, heap_size))
-    gc.collect()
-    t0 = time.perf_counter()
-    for member, data in zip(group, member_data):
-        member.add_buffer_reader(data)
-    heaps = 0
-    for chunk in group.data_ringbuffer:
-        heaps += int(np.count_nonzero(chunk.present))
-        group.add_free_chunk(chunk)
-    elapsed = time.perf_counter() - t0
+    def start():
+        for member, data in zip(group, member_data):
+            member.add_buffer_reader(data)
+
+    elapsed, heaps = _timed_chunk_loop(group.data_ringbuffer, group.add_free_chunk, start)
     group.stop()
     if heaps != n_heaps:
         raise RuntimeError(f"{mod.__name__} (group of {len(member_data)}): {heaps} heaps "
