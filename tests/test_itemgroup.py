@@ -213,6 +213,59 @@ def test_update_new_order_matches_spead2():
     assert res[0] == res[1]
 
 
+def repeated_update_script(mod):
+    """The same Items updated again and again (as a receive loop does): byte
+    orders alternating between calls, then shapes and dtypes assigned on the
+    received Items, then too few bytes for the assigned shape.  spead2gpu
+    caches a decode plan per Item; each step must decode as spead2 does."""
+    sig = mod.send.ItemGroup(flavour=mod.Flavour(4, 64, 48, 0))
+    sig.add_item(0x1000, "x", "", (3,), dtype=">u4", value=np.array([1, 2, 3], ">u4"))
+    sig.add_item(0x1001, "m", "", (2, 3), dtype="<i2", order="F",
+                 value=np.arange(6, dtype="<i2").reshape(2, 3))
+    sig.add_item(0x1002, "s", "", (), dtype=np.float64, value=2.5)
+    sig.add_item(0x1003, "t", "", (), format=[("u", 48)], value=(1 << 48) - 5)
+    sig.add_item(0x1004, "u", "", (), format=[("u", 16)], value=0xBEEF)
+    # descriptors and values, then values alone (so the Items assigned to
+    # below are not replaced by the descriptors)
+    data = send_bytes(mod, [sig.get_heap(descriptors="all", data="all"),
+                            sig.get_heap(descriptors="none", data="all")])
+    stream = mod.recv.Stream(mod.ThreadPool())
+    stream.add_buffer_reader(data)
+    heaps = list(stream)
+    assert len(heaps) == 2
+    rig = mod.ItemGroup()
+    out = []
+
+    def step(*order):
+        res = outcome(rig.update, heaps[min(len(out), 1)], *order)
+        items = sorted(rig.values(), key=lambda i: i.id)
+        out.append((res[0] if res[0] == "raise" else sorted(res[1]),
+                    [(i.name, value_key(i.value), i.version) for i in items]))
+
+    for order in ((), (">",), ("|",), ("<",), ("=",), ()):
+        step(*order)
+    rig["x"].shape = (3, 1)
+    step()
+    rig["m"].dtype = np.dtype(">u2")
+    step("<")
+    rig["t"].format = [("i", 48)]  # the same 48 bits, now read as -5
+    step()
+    rig["x"].shape = (4,)  # 16 bytes wanted, 12 received: ValueError, as spead2
+    step()
+    return out
+
+
+def test_repeated_update(impl):
+    out = repeated_update_script(impl)
+    assert out[0][1][0][1][2] == (3,)  # x decoded with its shape
+    assert out[-1][0] == "raise"
+
+
+def test_repeated_update_matches_spead2():
+    ref = reference()
+    assert repeated_update_script(spead2gpu) == repeated_update_script(ref)
+
+
 def heap_generator_script(mod):
     """Packets produced by HeapGenerator in its different modes."""
     out = []

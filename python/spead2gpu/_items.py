@@ -26,6 +26,11 @@ from ._codec import (
 )
 from ._spead2 import BUG_COMPAT_SWAP_ENDIAN, STREAM_CTRL_ID, RawDescriptor
 
+#: Kinds of Item._raw_plan (see Item._make_raw_plan).
+_PLAN_GENERAL = 0
+_PLAN_IMMEDIATE = 1
+_PLAN_NUMPY = 2
+
 _logger = logging.getLogger("spead2gpu")
 
 #: First item ID handed out by :meth:`ItemGroup.add_item` when no ID is given.
@@ -299,6 +304,10 @@ class Item(Descriptor):
         self._value = value
         #: Incremented each time :attr:`value` is assigned.
         self.version = 1
+        #: How set_from_raw decodes this item's common cases, worked out once
+        #: per (byte order, descriptor) by _make_raw_plan: the per-heap path of
+        #: ItemGroup.update then does no descriptor arithmetic.
+        self._raw_plan = None
 
     @property
     def value(self):
@@ -326,6 +335,35 @@ class Item(Descriptor):
             value -= 1 << bits
         return value
 
+    def _make_raw_plan(self, new_order):
+        """The cached decode plan of set_from_raw for ``new_order``.
+
+        A tuple whose first four entries say what it was made from (checked
+        by identity, so assigning a new shape, dtype or format remakes it),
+        then the kind: ``_PLAN_IMMEDIATE`` (bits, mask, signed) for a
+        single-integer item, ``_PLAN_NUMPY`` (elements, shape, order, dtype,
+        target dtype or None) for a fixed-shape numpy item, or
+        ``_PLAN_GENERAL`` for everything else (the general path below)."""
+        key = (new_order, self.shape, self._internal_dtype, self.format)
+        internal = self._internal_dtype
+        bits = self.itemsize_bits
+        if internal is not None and internal.subdtype is not None:
+            plan = key + (_PLAN_GENERAL,)
+        elif self._fastpath == _FASTPATH_IMMEDIATE and bits % 8 == 0:
+            plan = key + (_PLAN_IMMEDIATE, bits, (1 << bits) - 1, self.format[0][0] == "i")
+        elif (
+            self._fastpath == _FASTPATH_NUMPY
+            and None not in self.shape
+            and not (len(self.shape) == 1 and self.format == [("c", 8)])
+        ):
+            target = internal.newbyteorder(new_order)
+            plan = key + (_PLAN_NUMPY, _shape_elements(self.shape), self.shape, self.order, internal,
+                          target if target != internal else None)
+        else:
+            plan = key + (_PLAN_GENERAL,)
+        self._raw_plan = plan
+        return plan
+
     def set_from_raw(self, raw_item, new_order="="):
         """Set the value from a received :class:`spead2gpu.recv.RawItem`.
 
@@ -346,6 +384,37 @@ class Item(Descriptor):
             dtype is a subarray type (``'1u4'``), which cannot hold a value
             of the descriptor's shape
         """
+        plan = self._raw_plan
+        if (
+            plan is None
+            or plan[0] != new_order
+            or plan[1] is not self.shape
+            or plan[2] is not self._internal_dtype
+            or plan[3] is not self.format
+        ):
+            plan = self._make_raw_plan(new_order)
+        kind = plan[4]
+        if kind == _PLAN_NUMPY and not raw_item.is_immediate:
+            try:
+                value = _np.frombuffer(raw_item, dtype=plan[8], count=plan[5])
+            except ValueError:
+                pass  # too few bytes: the general path below raises spead2's error
+            else:
+                if len(plan[6]) != 1:  # frombuffer already gave the 1-D shape
+                    value = value.reshape(plan[6], order=plan[7])
+                if plan[9] is not None:
+                    value = value.astype(plan[9])
+                # what the value setter does, without the property call
+                self._value = value[()] if not plan[6] else value
+                self.version += 1
+                return
+        elif kind == _PLAN_IMMEDIATE and raw_item.is_immediate and plan[5] <= 8 * memoryview(raw_item).nbytes:
+            value = raw_item.immediate_value & plan[6]
+            if plan[7] and value >> (plan[5] - 1):
+                value -= 1 << plan[5]
+            self._value = value
+            self.version += 1
+            return
         internal = self._internal_dtype
         if internal is not None and internal.subdtype is not None:
             # numpy would add the subarray's axes to the shape (a (2,) item
