@@ -192,13 +192,15 @@ def measure_itemgroup_heaps(mod, data, n_heaps, size):
     return {"seconds": elapsed, "bytes": n * size, "heaps": n}
 
 
-def measure_inproc(mod, n_heaps, heap_size, packet_size, window=4):
+def measure_inproc(mod, n_heaps, heap_size, packet_size, window=8):
     """send.InprocStream (own thread) -> InprocQueue -> recv.Stream; Python loop takes each item."""
     queue = mod.InprocQueue()
     stream = mod.recv.Stream(mod.ThreadPool(1), mod.recv.StreamConfig(max_heaps=4),
                              mod.recv.RingStreamConfig(heaps=4))
     stream.add_inproc_reader(queue)
-    batch = 16  # heaps per send_heaps call and per credit
+    # heaps per send_heaps call and per credit: about 256 KiB, so that at most
+    # max(window heaps, 2 MiB) is queued (the hand-off stays in cache)
+    batch = max(1, min(64, 256 * KiB // heap_size))
     sender = mod.send.InprocStream(mod.ThreadPool(1), [queue],
                                    mod.send.StreamConfig(max_packet_size=packet_size, max_heaps=batch))
     heap = mod.send.Heap()
