@@ -397,8 +397,10 @@ class Item(Descriptor):
         if kind == _PLAN_NUMPY and not raw_item.is_immediate:
             try:
                 value = _np.frombuffer(raw_item, dtype=plan[8], count=plan[5])
-            except ValueError:
-                pass  # too few bytes: the general path below raises spead2's error
+            except (ValueError, OverflowError):
+                # too few bytes (or a shape too big for a count): the general
+                # path below raises spead2's ValueError
+                pass
             else:
                 if len(plan[6]) != 1:  # frombuffer already gave the 1-D shape
                     value = value.reshape(plan[6], order=plan[7])
