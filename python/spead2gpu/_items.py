@@ -670,16 +670,16 @@ class ItemGroup:
         for raw_descriptor in heap.get_descriptors():
             self._add_item(Item.from_raw(raw_descriptor, flavour=heap.flavour))
         updated_items = {}
+        by_id = self._by_id
         for raw_item in heap.get_items():
-            if raw_item.id <= STREAM_CTRL_ID:
+            item_id = raw_item.id
+            if item_id <= STREAM_CTRL_ID:
                 continue  # special items are not values
-            item = self._by_id.get(raw_item.id)
+            item = by_id.get(item_id)
             if item is None:
-                _logger.warning(
-                    "Item with ID %#x received but there is no descriptor", raw_item.id
-                )
+                _logger.warning("Item with ID %#x received but there is no descriptor", item_id)
                 continue
-            item.set_from_raw(raw_item, new_order=new_order)
+            item.set_from_raw(raw_item, new_order)  # positional: this runs per item per heap
             item.version += 1
             updated_items[item.name] = item
         return updated_items
