@@ -61,6 +61,7 @@ chunk_stream::chunk_stream(std::shared_ptr<thread_pool> pool, const stream_confi
         layout->missing_index = stat_index(names[3].name);
     }
     heap_opts.placer = this;
+    heap_opts.keep_pointers = false; // chunk heaps are never frozen into items
 }
 
 void chunk_stream::retire(chunk *c, std::uint64_t *stats)

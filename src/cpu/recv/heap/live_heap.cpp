@@ -170,7 +170,7 @@ packet_result live_heap::add_packet(const packet_header &packet, const live_heap
     // Hostile lengths are refused before anything is allocated for them.
     if (std::size_t(known_length >= 0 ? known_length : end) > opts.max_heap_length)
         return packet_result::too_long;
-    if (pointers.size() + std::size_t(packet.n_items) > opts.max_heap_items + 4 &&
+    if (opts.keep_pointers && pointers.size() + std::size_t(packet.n_items) > opts.max_heap_items + 4 &&
         pointers.size() + count_new_pointers(packet) > opts.max_heap_items)
         return packet_result::too_many_items;
     if (opts.allow_out_of_order && payload_ranges.size() >= opts.max_heap_items)
@@ -250,7 +250,8 @@ packet_result live_heap::add_packet(const packet_header &packet, const live_heap
             continue;
         if (id == STREAM_CTRL_ID && (p & immediate_mask) && (p & addr_mask) == CTRL_STREAM_STOP)
             end_of_stream = true;
-        add_pointer(p);
+        if (opts.keep_pointers)
+            add_pointer(p);
     }
     if (packet.payload_length > 0)
     {

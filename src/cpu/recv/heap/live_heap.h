@@ -90,6 +90,13 @@ struct live_heap_options
     heap_placer *placer = nullptr; ///< if set, replaces the allocator
     std::size_t max_heap_length = std::size_t(-1); ///< longer heaps are refused (stream_config::max_heap_length)
     std::size_t max_heap_items = std::size_t(-1); ///< more pointers or fragments are refused
+    /**
+     * Whether the heap keeps its item pointers. False where nothing reads
+     * them (a chunk stream places payload and reads immediates from the
+     * packet): the per-pointer de-duplication was a tenth of the chunk path's
+     * non-copy time on single-packet heaps. Stream control is still seen.
+     */
+    bool keep_pointers = true;
 };
 
 /**
