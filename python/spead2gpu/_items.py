@@ -327,14 +327,6 @@ class Item(Descriptor):
         self._value = new_value
         self.version += 1
 
-    def _read_immediate(self, raw_item):
-        """Value of a single-integer item straight from an immediate pointer."""
-        bits = self.itemsize_bits
-        value = raw_item.immediate_value & ((1 << bits) - 1)
-        if self.format[0][0] == "i" and value >> (bits - 1):
-            value -= 1 << bits
-        return value
-
     def _make_raw_plan(self, new_order):
         """The cached decode plan of set_from_raw for ``new_order``.
 
@@ -424,15 +416,8 @@ class Item(Descriptor):
             raise ValueError(
                 f"Item {self.name} has a subarray dtype ({internal}), which SPEAD values cannot have"
             )
+        # (single-integer immediates were all taken by the plan above)
         bits = self.itemsize_bits
-        if (
-            self._fastpath == _FASTPATH_IMMEDIATE
-            and bits % 8 == 0
-            and raw_item.is_immediate
-            and bits <= 8 * memoryview(raw_item).nbytes
-        ):
-            self.value = self._read_immediate(raw_item)
-            return
         raw_value = _np.frombuffer(raw_item, dtype=_np.uint8)
         max_elements = len(raw_value) * 8 // bits
         shape = self.dynamic_shape(max_elements)

@@ -221,15 +221,6 @@ public:
         return space_level.fd();
     }
 
-    /// Push without blocking; throws ringbuffer_full or ringbuffer_stopped.
-    void try_push(T &&value)
-    {
-        std::unique_lock<std::mutex> lock(mutex);
-        if (!stopped_ && !has_space())
-            throw ringbuffer_full();
-        put(lock, std::move(value));
-    }
-
     /// What try_push_status did.
     enum class push_status
     {
@@ -252,6 +243,20 @@ public:
             return push_status::full;
         put(lock, std::move(value));
         return push_status::pushed;
+    }
+
+    /// Push without blocking; throws ringbuffer_full or ringbuffer_stopped.
+    void try_push(T &&value)
+    {
+        switch (try_push_status(std::move(value)))
+        {
+        case push_status::pushed:
+            return;
+        case push_status::full:
+            throw ringbuffer_full();
+        case push_status::stopped:
+            throw ringbuffer_stopped();
+        }
     }
 
     /// Push, waiting for space; throws ringbuffer_stopped if stopped meanwhile.
