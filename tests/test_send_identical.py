@@ -297,3 +297,27 @@ def test_packet_header_bad_packet_builder_selfcheck():
     data = send_bytes(ref, [h], cnts=[3])
     assert data == packet([imm(1, 3), imm(2, 8), imm(3, 0), imm(4, 8), addr(0x1000, 0)],
                           bytes(range(8)))
+
+
+def test_large_output_identical_and_prefix_stable():
+    """A BytesStream output spanning many storage blocks (64 KiB growing to
+    several MiB, the later ones huge-page mapped) is byte-identical to
+    spead2's, and getvalue() mid-stream is a prefix of the final value."""
+    ref = reference()
+    outputs = []
+    for mod in (spead2gpu, ref):
+        stream = mod.send.BytesStream(mod.ThreadPool(), mod.send.StreamConfig(max_packet_size=8972))
+        heap = mod.send.Heap()
+        # 777 bytes: packets do not divide the blocks, so every block ends with room to spare
+        value = np.arange(333_777, dtype=np.uint32).view(np.uint8)
+        heap.add_item(mod.Item(0x1000, "v", "", value.shape, dtype=np.uint8, value=value))
+        early = None
+        for cnt in range(1, 31):
+            stream.send_heap(heap, cnt=cnt)
+            if cnt == 3:
+                early = stream.getvalue()
+        final = stream.getvalue()
+        assert final.startswith(early)
+        outputs.append(final)
+    assert len(outputs[0]) > 38 << 20
+    assert_same_bytes(outputs[0], outputs[1])

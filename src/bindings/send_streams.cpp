@@ -322,7 +322,21 @@ public:
     {
         s = std::make_unique<bytes_stream>(std::move(pool), config);
     }
-    std::string getvalue() const { return static_cast<const bytes_stream &>(*s).getvalue(); }
+    /// Everything sent so far, copied once straight into a new bytes object.
+    py::bytes getvalue() const
+    {
+        const auto &stream = static_cast<const bytes_stream &>(*s);
+        std::size_t n = stream.size();
+        PyObject *obj = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(n));
+        if (!obj)
+            throw py::error_already_set();
+        auto out = py::reinterpret_steal<py::bytes>(obj);
+        {
+            py::gil_scoped_release release; // the bytes object is not yet visible to any other thread
+            stream.copy_to(reinterpret_cast<std::uint8_t *>(PyBytes_AS_STRING(obj)), n);
+        }
+        return out;
+    }
 };
 
 /// InprocStream and InprocStreamAsyncio: an inproc_stream behind either Python stream base.
@@ -605,7 +619,7 @@ void register_send_streams(py::module_ &m)
     bytes_cls
         .def(py::init<std::shared_ptr<thread_pool>, const stream_config &>(), py::arg("thread_pool").none(false),
              "config"_a = stream_config())
-        .def("getvalue", [](const py_bytes_stream &self) { return py::bytes(self.getvalue()); });
+        .def("getvalue", &py_bytes_stream::getvalue);
     add_sync_methods<py_bytes_stream>(bytes_cls);
 
     register_flavours<py_inproc_stream, py_inproc_stream_asyncio>(

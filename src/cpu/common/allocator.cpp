@@ -1,6 +1,7 @@
 #include "common/allocator.h"
 #include "common/logging.h"
 #include "common/thread_pool.h"
+#include <algorithm>
 #include <cstdlib>
 #include <new>
 #include <sys/mman.h>
@@ -8,12 +9,60 @@
 namespace spead2gpu
 {
 
+std::uint8_t *map_large(std::size_t &len)
+{
+    constexpr std::size_t page = 4096;
+    constexpr std::size_t huge = 2 * 1024 * 1024;
+    const int prot = PROT_READ | PROT_WRITE;
+    const int flags = MAP_PRIVATE | MAP_ANONYMOUS;
+    if (len < large_mapping_huge)
+    {
+        len = (std::max<std::size_t>(len, 1) + page - 1) & ~(page - 1);
+        void *ptr = mmap(nullptr, len, prot, flags, -1, 0);
+        if (ptr == MAP_FAILED)
+            throw std::bad_alloc();
+        return static_cast<std::uint8_t *>(ptr);
+    }
+    len = (len + huge - 1) & ~(huge - 1);
+    // Over-map by one huge page and trim both ends to a 2 MiB boundary.
+    void *raw = mmap(nullptr, len + huge, prot, flags, -1, 0);
+    if (raw == MAP_FAILED)
+        throw std::bad_alloc();
+    auto start = reinterpret_cast<std::uintptr_t>(raw);
+    std::uintptr_t aligned = (start + huge - 1) & ~std::uintptr_t(huge - 1);
+    if (aligned > start)
+        munmap(raw, aligned - start);
+    if (std::size_t tail = start + len + huge - (aligned + len))
+        munmap(reinterpret_cast<void *>(aligned + len), tail);
+#ifdef MADV_HUGEPAGE
+    madvise(reinterpret_cast<void *>(aligned), len, MADV_HUGEPAGE); // advice only: failure is harmless
+#endif
+    return reinterpret_cast<std::uint8_t *>(aligned);
+}
+
+void unmap_large(std::uint8_t *ptr, std::size_t len)
+{
+    munmap(ptr, len);
+}
+
 memory_allocator::pointer memory_allocator::allocate(std::size_t size, void *hint)
 {
     // Plain malloc (16-byte aligned): glibc serves repeated large requests
     // from its heap once the dynamic mmap threshold has risen, whereas
     // aligned_alloc's padding keeps them above it, costing an mmap and a page
     // fault per 4 KiB for every heap.
+    //
+    // From large_heap_mapping up, glibc maps and unmaps every buffer anyway
+    // (or trims its heap after each free), so every heap is fresh memory:
+    // map it ourselves with transparent huge pages, one page fault per 2 MiB
+    // instead of per 4 KiB. The deleter's user word holds the mapped length
+    // (nullptr: malloc).
+    if (size >= large_heap_mapping)
+    {
+        std::size_t len = size;
+        std::uint8_t *ptr = map_large(len);
+        return make_pointer(ptr, reinterpret_cast<void *>(len));
+    }
     void *ptr = std::malloc(size ? size : 1);
     if (!ptr)
         throw std::bad_alloc();
@@ -22,7 +71,10 @@ memory_allocator::pointer memory_allocator::allocate(std::size_t size, void *hin
 
 void memory_allocator::free(std::uint8_t *ptr, void *user)
 {
-    std::free(ptr);
+    if (user)
+        unmap_large(ptr, reinterpret_cast<std::size_t>(user));
+    else
+        std::free(ptr);
 }
 
 mmap_allocator::mmap_allocator(int flags, bool prefer_huge) : flags(flags), prefer_huge(prefer_huge) {}

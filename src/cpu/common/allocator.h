@@ -17,6 +17,22 @@ namespace spead2gpu
 class thread_pool;
 
 /**
+ * Map @a len bytes of fresh zeroed memory for a large buffer, rounding
+ * @a len up to what was mapped. From @ref large_mapping_huge bytes the
+ * mapping is 2 MiB-aligned and advised for transparent huge pages, so that
+ * the first touch costs one page fault per 2 MiB instead of one per 4 KiB
+ * (page faults, not the copy, bounded a fresh 64 MiB buffer's fill rate).
+ * @throws std::bad_alloc if the kernel refuses
+ */
+std::uint8_t *map_large(std::size_t &len);
+/// Release what map_large returned (@a len as map_large left it).
+void unmap_large(std::uint8_t *ptr, std::size_t len);
+/// Size from which map_large advises transparent huge pages.
+constexpr std::size_t large_mapping_huge = 4 * 1024 * 1024;
+/// Size from which the default memory_allocator maps each buffer with map_large.
+constexpr std::size_t large_heap_mapping = 16 * 1024 * 1024;
+
+/**
  * Base allocator; also the default (malloc-backed).
  * Allocations are returned as @ref pointer, whose deleter keeps the
  * allocator alive and returns the memory to it.

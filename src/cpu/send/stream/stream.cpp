@@ -403,6 +403,16 @@ std::string bytes_stream::getvalue() const
     return static_cast<const bytes_writer &>(get_writer()).getvalue();
 }
 
+std::size_t bytes_stream::size() const
+{
+    return static_cast<const bytes_writer &>(get_writer()).size();
+}
+
+void bytes_stream::copy_to(std::uint8_t *dest, std::size_t n) const
+{
+    static_cast<const bytes_writer &>(get_writer()).copy_to(dest, n);
+}
+
 inproc_stream::inproc_stream(std::shared_ptr<thread_pool> pool, std::vector<std::shared_ptr<inproc_queue>> queues,
                              const stream_config &config)
     : stream(std::move(pool), config, std::make_unique<inproc_writer>(std::move(queues)))

@@ -268,6 +268,10 @@ public:
     bytes_stream(std::shared_ptr<thread_pool> pool, const stream_config &config = stream_config());
     /// Everything sent so far.
     std::string getvalue() const;
+    /// Number of bytes sent so far.
+    std::size_t size() const;
+    /// Copy the first @a n bytes sent (n ≤ size()) to @a dest: one copy where getvalue() makes a string.
+    void copy_to(std::uint8_t *dest, std::size_t n) const;
 };
 
 /// A stream that sends into in-process queues, one per substream (spead2 InprocStream).

@@ -85,15 +85,47 @@ public:
     virtual bool write_packets(transmit_packet *packets, std::size_t n) = 0;
 };
 
-/// Writer that appends every packet to an in-memory byte string.
+/**
+ * Writer that appends every packet to memory.
+ *
+ * The bytes live in blocks that never move: each new block is as large as
+ * everything before it (64 KiB to 64 MiB), mapped with map_large. Growing
+ * one contiguous string instead copied the whole output at every doubling
+ * and faulted in every 4 KiB page twice; with that gone the fill rate is
+ * the copy's, not the page faults' (issue 11).
+ *
+ * Data is append-only, so the first size() bytes never change once
+ * written: readers take the size, then copy that prefix.
+ */
 class bytes_writer : public writer
 {
+    /// One mapped block: @ref used of its @ref capacity bytes are written.
+    struct block
+    {
+        std::uint8_t *data;
+        std::size_t capacity;
+        std::size_t used;
+    };
+    /// Guards @ref blocks and @ref total: the worker appends while Python reads.
     mutable std::mutex mutex;
-    std::string data;
+    std::vector<block> blocks; ///< in write order; only the last has room
+    std::size_t total = 0; ///< bytes written, the sum of every block's @c used
+
+    /// Room for at least @a need more bytes (a new block if the last is full).
+    block &room(std::size_t need);
 
 public:
+    bytes_writer() = default;
+    bytes_writer(const bytes_writer &) = delete;
+    bytes_writer &operator=(const bytes_writer &) = delete;
+    ~bytes_writer() override;
+
     std::size_t get_num_substreams() const override { return 1; }
     bool write_packets(transmit_packet *packets, std::size_t n) override;
+    /// Number of bytes written so far.
+    std::size_t size() const;
+    /// Copy the first @a n bytes written (n ≤ size()) to @a dest.
+    void copy_to(std::uint8_t *dest, std::size_t n) const;
     /// Copy of everything written so far.
     std::string getvalue() const;
 };
