@@ -184,6 +184,29 @@ template <typename T> class ringbuffer
         lock.lock();
     }
 
+    /**
+     * With @a lock held and the ring full: spin briefly (without the lock)
+     * for the consumer to drain it to resume_size() before the caller
+     * sleeps. Behind a consumer that takes an item every few microseconds
+     * (a Python heap loop), a futex sleep and wake per half-ring was the
+     * in-process 4 KiB row's cost (issue 11). Returns with the lock held.
+     */
+    void spin_for_space(std::unique_lock<std::mutex> &lock)
+    {
+        if (stopped_ || has_space())
+            return;
+        lock.unlock();
+        const std::size_t resume = resume_size();
+        for (int i = 0; i < spin_iterations && count.load(std::memory_order_relaxed) > resume; i++)
+        {
+            if (i % 16 == 15)
+                std::this_thread::yield();
+            else
+                spin_pause();
+        }
+        lock.lock();
+    }
+
 public:
     explicit ringbuffer(std::size_t capacity) : items(capacity), cap(capacity) { update_levels(); }
 
@@ -263,6 +286,7 @@ public:
     void push(T &&value)
     {
         std::unique_lock<std::mutex> lock(mutex);
+        spin_for_space(lock);
         if (!stopped_ && !has_space())
             space_cond.wait(lock, [this] { return space_or_stopped(); });
         put(lock, std::move(value));
