@@ -121,3 +121,63 @@ TEST(Ringbuffer, TryPushStatusLeavesTheValueWhenNotPushed)
     ASSERT_TRUE(second);
     EXPECT_THROW(ring.pop(), ringbuffer_stopped);
 }
+
+// The blocking push and pop spin before they sleep, with a budget that adapts
+// to how long the other side takes. Whatever the budget has become, every
+// item arrives once and in order, and a stop wakes a waiter that is spinning
+// or sleeping: bounded rounds that alternate a fast and a slow side (the
+// budgets grow, then shrink) on a ring of 4.
+TEST(Ringbuffer, AdaptiveWaitsDeliverInOrderWhateverTheirPace)
+{
+    constexpr int per_phase = 200;
+    const std::chrono::microseconds paces[] = {0us, 200us, 0us, 5us, 300us, 0us};
+    for (bool slow_consumer : {false, true})
+    {
+        ringbuffer<int> ring(4);
+        std::thread producer(
+            [&]
+            {
+                int value = 0;
+                for (auto pace : paces)
+                    for (int i = 0; i < per_phase; i++)
+                    {
+                        if (!slow_consumer && pace > 0us)
+                            std::this_thread::sleep_for(pace);
+                        ring.push(int(value++));
+                    }
+                ring.stop();
+            });
+        int expected = 0;
+        try
+        {
+            while (true)
+            {
+                int phase = expected / per_phase;
+                if (slow_consumer && phase < 6 && paces[phase] > 0us)
+                    std::this_thread::sleep_for(paces[phase]);
+                auto got = (expected % 2) ? ring.pop_for(1s) : std::optional<int>(ring.pop());
+                ASSERT_TRUE(got.has_value());
+                ASSERT_EQ(*got, expected);
+                expected++;
+            }
+        }
+        catch (ringbuffer_stopped &)
+        {
+        }
+        producer.join();
+        EXPECT_EQ(expected, per_phase * 6);
+    }
+    // A stop releases a consumer waiting on an empty ring and a producer
+    // waiting on a full one, at once.
+    ringbuffer<int> empty(2), full(1);
+    full.push(1);
+    auto start = std::chrono::steady_clock::now();
+    std::thread consumer([&] { EXPECT_THROW(empty.pop(), ringbuffer_stopped); });
+    std::thread producer([&] { EXPECT_THROW(full.push(2), ringbuffer_stopped); });
+    std::this_thread::sleep_for(20ms);
+    empty.stop();
+    full.stop();
+    consumer.join();
+    producer.join();
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+}

@@ -150,7 +150,25 @@ template <typename T> class ringbuffer
     /// so that a fast producer and slow consumer do not ping-pong per item.
     std::size_t resume_size() const { return cap / 2; }
 
-    static constexpr int spin_iterations = 256;
+    /// Longest spin (pause instructions, with a yield every 16) before a wait sleeps.
+    static constexpr int max_spin = 256;
+    /// Shortest spin: a few pauses, no yield, so that a spin that fails costs next to nothing.
+    static constexpr int min_spin = 8;
+    /// A sleep shorter than this would have been caught by a longer spin.
+    static constexpr std::chrono::microseconds spin_worth{50};
+    /**
+     * Current spin budgets of consumers (@ref data_spin) and producers
+     * (@ref space_spin), guarded by @ref mutex. A wait that the spin
+     * answered, or whose sleep was shorter than @ref spin_worth, doubles
+     * its budget; a longer sleep halves it. Spinning pays where the other
+     * side answers within microseconds (memory and in-process readers, a
+     * Python heap loop: a futex sleep and wake per half-ring of 4 heaps was
+     * the in-process 4 KiB row's cost) and only burns a core where it does
+     * not: behind a UDP stream of 1 MiB heaps a fixed 256-iteration spin
+     * was 15 sched_yield calls per heap, which doubled the receiving
+     * process's CPU time (issue 11).
+     */
+    int data_spin = max_spin, space_spin = max_spin;
 
     static void spin_pause()
     {
@@ -162,19 +180,22 @@ template <typename T> class ringbuffer
     }
 
     /**
-     * With @a lock held and the ring empty: spin briefly (without the lock,
-     * which the producer needs) before the caller sleeps. A producer on
-     * another core usually delivers within microseconds, and a futex
-     * sleep/wake per item costs more. Returns with the lock held.
+     * With @a lock held: return at once if @a ready(); otherwise spin
+     * without the lock (which the other side needs) while @a waiting(), for
+     * at most @a budget iterations, then relock and, if still not ready,
+     * @a sleep() (a condition-variable wait with the lock held, returning
+     * whether it ended ready). Adapts @a budget; returns whether ready.
      */
-    void spin_for_data(std::unique_lock<std::mutex> &lock)
+    template <typename Ready, typename Waiting, typename Sleep>
+    bool adaptive_wait(std::unique_lock<std::mutex> &lock, int &budget, Ready &&ready, Waiting &&waiting, Sleep &&sleep)
     {
-        if (!items.empty() || stopped_)
-            return;
+        if (ready())
+            return true;
+        const int n = budget;
         lock.unlock();
-        for (int i = 0; i < spin_iterations && count.load(std::memory_order_relaxed) == 0; i++)
+        for (int i = 0; i < n && waiting(); i++)
         {
-            // Mostly pause; yield now and then in case the producer shares
+            // Mostly pause; yield now and then in case the other side shares
             // this core (an oversubscribed machine).
             if (i % 16 == 15)
                 std::this_thread::yield();
@@ -182,30 +203,21 @@ template <typename T> class ringbuffer
                 spin_pause();
         }
         lock.lock();
+        if (ready())
+        {
+            budget = std::min(max_spin, n * 2);
+            return true;
+        }
+        const auto start = std::chrono::steady_clock::now();
+        const bool ok = sleep();
+        const bool short_sleep = std::chrono::steady_clock::now() - start < spin_worth;
+        budget = short_sleep ? std::min(max_spin, n * 2) : std::max(min_spin, n - n / 4);
+        return ok;
     }
 
-    /**
-     * With @a lock held and the ring full: spin briefly (without the lock)
-     * for the consumer to drain it to resume_size() before the caller
-     * sleeps. Behind a consumer that takes an item every few microseconds
-     * (a Python heap loop), a futex sleep and wake per half-ring was the
-     * in-process 4 KiB row's cost (issue 11). Returns with the lock held.
-     */
-    void spin_for_space(std::unique_lock<std::mutex> &lock)
-    {
-        if (stopped_ || has_space())
-            return;
-        lock.unlock();
-        const std::size_t resume = resume_size();
-        for (int i = 0; i < spin_iterations && count.load(std::memory_order_relaxed) > resume; i++)
-        {
-            if (i % 16 == 15)
-                std::this_thread::yield();
-            else
-                spin_pause();
-        }
-        lock.lock();
-    }
+    bool data_or_stopped() const { return stopped_ || !items.empty(); }
+    bool empty_relaxed() const { return count.load(std::memory_order_relaxed) == 0; }
+    bool full_relaxed() const { return count.load(std::memory_order_relaxed) > resume_size(); }
 
 public:
     explicit ringbuffer(std::size_t capacity) : items(capacity), cap(capacity) { update_levels(); }
@@ -286,9 +298,13 @@ public:
     void push(T &&value)
     {
         std::unique_lock<std::mutex> lock(mutex);
-        spin_for_space(lock);
-        if (!stopped_ && !has_space())
-            space_cond.wait(lock, [this] { return space_or_stopped(); });
+        adaptive_wait(
+            lock, space_spin, [this] { return stopped_ || has_space(); }, [this] { return full_relaxed(); },
+            [&]
+            {
+                space_cond.wait(lock, [this] { return space_or_stopped(); });
+                return true;
+            });
         put(lock, std::move(value));
     }
 
@@ -333,8 +349,9 @@ public:
     template <typename Rep, typename Period> std::optional<T> pop_for(const std::chrono::duration<Rep, Period> &timeout)
     {
         std::unique_lock<std::mutex> lock(mutex);
-        spin_for_data(lock);
-        if (!data_cond.wait_for(lock, timeout, [this] { return stopped_ || !items.empty(); }))
+        if (!adaptive_wait(
+                lock, data_spin, [this] { return data_or_stopped(); }, [this] { return empty_relaxed(); },
+                [&] { return data_cond.wait_for(lock, timeout, [this] { return data_or_stopped(); }); }))
             return std::nullopt;
         return take(lock);
     }
@@ -343,8 +360,13 @@ public:
     T pop()
     {
         std::unique_lock<std::mutex> lock(mutex);
-        spin_for_data(lock);
-        data_cond.wait(lock, [this] { return stopped_ || !items.empty(); });
+        adaptive_wait(
+            lock, data_spin, [this] { return data_or_stopped(); }, [this] { return empty_relaxed(); },
+            [&]
+            {
+                data_cond.wait(lock, [this] { return data_or_stopped(); });
+                return true;
+            });
         return take(lock);
     }
 
