@@ -158,8 +158,9 @@ def test_many_streams_one_pool(impl):
 
 def test_large_heaps_default_allocator(impl):
     """Heaps of 16 MiB and more, which the default allocator maps itself
-    (huge-page advised), arrive whole; so do the small ones either side."""
-    sizes = [1000, 16 << 20, (17 << 20) + 3, 5000, 24 << 20]
+    (huge-page advised, and reused once freed), arrive whole with their own
+    bytes; so do the small ones either side."""
+    sizes = [1000, 16 << 20, (17 << 20) + 3, 5000, 24 << 20, 16 << 20, (17 << 20) + 3, 16 << 20]
     data = b"".join(p for cnt, size in enumerate(sizes, 1)
                     for p in heap_packets(cnt, payload(cnt, size), 8192))
     receive_and_check(impl, impl.recv.StreamConfig(), data=data, sizes=sizes)

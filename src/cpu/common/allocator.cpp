@@ -9,21 +9,29 @@
 namespace spead2gpu
 {
 
+static constexpr std::size_t small_page = 4096;
+static constexpr std::size_t huge_page = 2 * 1024 * 1024;
+
+std::size_t large_mapping_length(std::size_t len)
+{
+    if (len < large_mapping_huge)
+        return (std::max<std::size_t>(len, 1) + small_page - 1) & ~(small_page - 1);
+    return (len + huge_page - 1) & ~(huge_page - 1);
+}
+
 std::uint8_t *map_large(std::size_t &len)
 {
-    constexpr std::size_t page = 4096;
-    constexpr std::size_t huge = 2 * 1024 * 1024;
+    constexpr std::size_t huge = huge_page;
     const int prot = PROT_READ | PROT_WRITE;
     const int flags = MAP_PRIVATE | MAP_ANONYMOUS;
+    len = large_mapping_length(len);
     if (len < large_mapping_huge)
     {
-        len = (std::max<std::size_t>(len, 1) + page - 1) & ~(page - 1);
         void *ptr = mmap(nullptr, len, prot, flags, -1, 0);
         if (ptr == MAP_FAILED)
             throw std::bad_alloc();
         return static_cast<std::uint8_t *>(ptr);
     }
-    len = (len + huge - 1) & ~(huge - 1);
     // Over-map by one huge page and trim both ends to a 2 MiB boundary.
     void *raw = mmap(nullptr, len + huge, prot, flags, -1, 0);
     if (raw == MAP_FAILED)
@@ -59,7 +67,19 @@ memory_allocator::pointer memory_allocator::allocate(std::size_t size, void *hin
     // (nullptr: malloc).
     if (size >= large_heap_mapping)
     {
-        std::size_t len = size;
+        std::size_t len = large_mapping_length(size);
+        {
+            std::lock_guard<std::mutex> lock(large_mutex);
+            for (std::size_t i = 0; i < large_free.size(); i++)
+                if (large_free[i].len == len)
+                {
+                    std::uint8_t *ptr = large_free[i].ptr;
+                    large_free_bytes -= len;
+                    large_free[i] = large_free.back();
+                    large_free.pop_back();
+                    return make_pointer(ptr, reinterpret_cast<void *>(len));
+                }
+        }
         std::uint8_t *ptr = map_large(len);
         return make_pointer(ptr, reinterpret_cast<void *>(len));
     }
@@ -71,10 +91,28 @@ memory_allocator::pointer memory_allocator::allocate(std::size_t size, void *hin
 
 void memory_allocator::free(std::uint8_t *ptr, void *user)
 {
-    if (user)
-        unmap_large(ptr, reinterpret_cast<std::size_t>(user));
-    else
+    if (!user)
+    {
         std::free(ptr);
+        return;
+    }
+    const auto len = reinterpret_cast<std::size_t>(user);
+    {
+        std::lock_guard<std::mutex> lock(large_mutex);
+        if (large_free_bytes + len <= large_heap_cache_bytes)
+        {
+            large_free.push_back(mapping{ptr, len});
+            large_free_bytes += len;
+            return;
+        }
+    }
+    unmap_large(ptr, len);
+}
+
+memory_allocator::~memory_allocator()
+{
+    for (const mapping &m : large_free)
+        unmap_large(m.ptr, m.len);
 }
 
 mmap_allocator::mmap_allocator(int flags, bool prefer_huge) : flags(flags), prefer_huge(prefer_huge) {}
