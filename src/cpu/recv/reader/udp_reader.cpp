@@ -1,4 +1,5 @@
 #include "recv/reader/udp_reader.h"
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <netinet/in.h>
@@ -104,6 +105,7 @@ void udp_reader::setup(std::size_t buffer_size)
     if (max_size < gro_buffer_size && setsockopt(sock.get(), SOL_UDP, UDP_GRO, &one, sizeof(one)) == 0)
         gro = true;
     slot_size = gro ? gro_buffer_size : max_size + 1; // +1 detects oversize datagrams
+    mmsg_count = int(std::clamp<std::size_t>(batch_buffer_bytes / slot_size, min_mmsg_count, max_mmsg_count));
     buffer.reset(new std::uint8_t[slot_size * mmsg_count]);
     control_size = CMSG_SPACE(sizeof(std::uint32_t)) + CMSG_SPACE(sizeof(int));
     control.reset(new std::uint8_t[control_size * mmsg_count]);
