@@ -1,9 +1,12 @@
 /* The UDP ceiling of bench/run_all.py: the least a receiver can do.
  *
  * Binds a UDP socket to 127.0.0.1 on an OS-chosen port (receive buffer of
- * argv[1] bytes, as the SPEAD receivers get), prints the port, then takes
- * datagrams with recvmmsg in batches of 64 into fixed buffers (the kernel's
- * copy to user space is all the work it does: no decoding, no reassembly)
+ * argv[1] bytes, forced past net.core.rmem_max where the process may, as
+ * spead2gpu's receiver does; UDP_GRO on where the kernel has it, as
+ * spead2gpu's receiver does), prints the port, then drains the socket with
+ * recvmmsg in batches of 64 into fixed 64 KiB buffers on every wake-up (the
+ * kernel's copy to user space is all the work it does: no decoding, no
+ * reassembly)
  * until no datagram has arrived for argv[2] milliseconds after the first, or
  * for argv[3] milliseconds before it.  Prints "PACKETS <n> BYTES <b>".
  *
@@ -14,12 +17,16 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 #define BATCH 64
 #define MAX_DATAGRAM 65536
 
@@ -41,8 +48,11 @@ int main(int argc, char **argv)
         perror("socket");
         return 1;
     }
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) != 0)
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) != 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) != 0)
         perror("SO_RCVBUF");
+    int one = 1;
+    (void) setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one)); /* absent: one datagram per slot */
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof(addr));
     addr.sin_family = AF_INET;
@@ -74,11 +84,15 @@ int main(int argc, char **argv)
         int ready = poll(&pfd, 1, packets ? idle_ms : first_ms);
         if (ready <= 0)
             break; /* idle (or poll failed): the sender is done */
-        int n = recvmmsg(fd, msgs, BATCH, MSG_DONTWAIT, NULL);
-        for (int i = 0; i < n; i++)
-            bytes += msgs[i].msg_len;
-        if (n > 0)
-            packets += (unsigned long long) n;
+        int n;
+        do
+        {
+            n = recvmmsg(fd, msgs, BATCH, MSG_DONTWAIT, NULL);
+            for (int i = 0; i < n; i++)
+                bytes += msgs[i].msg_len;
+            if (n > 0)
+                packets += (unsigned long long) n; /* GRO: segments, not datagrams */
+        } while (n == BATCH);
     }
     printf("PACKETS %llu BYTES %llu\n", packets, bytes);
     return 0;
